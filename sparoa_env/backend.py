@@ -1,0 +1,103 @@
+"""The Backend protocol: what :class:`sparoa_env.envs.SparOAEnv` calls, whichever backend it holds.
+
+The environment never asks which backend it has (DESIGN section 5, STYLE 1). A backend runs one
+episode as a sequence of *decisions*: it advances (simulated or real) time until an operator of some
+request can be dispatched, reports that operator and the hardware state as a :class:`Decision`, and
+waits for :meth:`Backend.place` to say on which processor it runs.
+
+Reward bookkeeping is the backend's job, because only it knows the exact time line: every
+:class:`StepOutcome` carries ``area_ms``, the integral of the number of unfinished (arrived, not
+completed) requests over the interval since the previous decision (ms x requests), and ``energy_mj``,
+the energy spent in that interval. The environment's reward is ``-(area_ms + energy_weight *
+energy_mj)``; summed over an episode the first term is exactly minus the sum of the requests'
+end-to-end latencies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .graph import OpGraph
+
+__all__ = ["Decision", "StepOutcome", "Backend", "HW_STATE_FIELDS", "make_backend", "BACKENDS"]
+
+#: Per-processor hardware-state entries, in the order a backend writes them into ``Decision.hw_state``
+#: (a ``(n_processors, len(HW_STATE_FIELDS))`` float array). Units in the names; fractions in [0, 1].
+HW_STATE_FIELDS = (
+    "utilisation",       # share of the last window the processor was busy (ours or background)
+    "freq_frac",         # current clock / the profile's highest clock for that processor
+    "cores_frac",        # active cores available to us / the processor's cores (1 for a GPU)
+    "queue_len",         # ops dispatched to it and not finished
+    "time_to_free_ms",   # until its queue of already-dispatched work drains (estimate)
+    "background_frac",   # share of its capacity taken by other applications
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An operator waiting for a processor, and the state of the machine at that moment."""
+
+    request: int                  # request id (0-based, in arrival order)
+    op: int                       # index of the node in the graph
+    now_ms: float                 # current (simulated or measured) time since the episode began
+    request_elapsed_ms: float     # now - arrival of this request
+    input_bytes_on: np.ndarray    # (n_processors,) bytes of this op's inputs resident on each processor
+    hw_state: np.ndarray          # (n_processors, len(HW_STATE_FIELDS)) see HW_STATE_FIELDS
+    power_mode: str = ""
+    temperature_c: float = float("nan")
+
+
+@dataclass
+class StepOutcome:
+    """What happened between one decision and the next (or the end of the episode)."""
+
+    next: Decision | None         # None when every request has completed
+    area_ms: float                # integral of unfinished requests over the interval (ms x requests)
+    energy_mj: float              # energy spent in the interval, all processors, mJ
+    op_info: dict[str, Any]       # the op just placed: processor, start_ms, end_ms, transfer_ms, energy_mj
+    final: dict[str, Any] | None = None  # at the end: latency_ms (per request), energy_mj (per inference), plan, ...
+    events: list[tuple] = field(default_factory=list)  # optional event log entries in the interval
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs episodes of one model on one SoC; the environment's only view of the hardware."""
+
+    #: processor names in lane order (lane 0 is the CPU, lane 1 the accelerator)
+    processors: tuple[str, ...]
+    #: True when the same seed cannot replay the same trajectory (real hardware)
+    nondeterministic: bool
+
+    def reset(self, *, graph: OpGraph, rng: np.random.Generator, options: dict[str, Any] | None = None) -> Decision:
+        """Start an episode; return the first decision."""
+        ...
+
+    def place(self, processor: int) -> StepOutcome:
+        """Dispatch the pending decision's op to ``processors[processor]`` and run to the next decision."""
+        ...
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """Executed ops so far: dicts with request, op, processor, start_ms, end_ms (for render)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+BACKENDS = ("sim", "hw")
+
+
+def make_backend(kind: str, **kwargs: Any) -> Backend:
+    """Build a backend by name: ``"sim"`` (SimPy SoC model) or ``"hw"`` (real torch ops)."""
+    if kind == "sim":
+        from .sim.backend import SimBackend
+
+        return SimBackend(**kwargs)
+    if kind == "hw":
+        from .hw.backend import HwBackend
+
+        return HwBackend(**kwargs)
+    raise ValueError(f"unknown backend {kind!r}; valid backends: {', '.join(BACKENDS)}")

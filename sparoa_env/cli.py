@@ -1,0 +1,48 @@
+"""The ``sparoa`` command. Each subcommand lives in ``sparoa_env/commands/<name>.py`` with two functions,
+``register(subparsers)`` (adds its argparse parser) and ``run(args) -> int``; modules are imported only
+when their command runs, so ``sparoa graph`` never pays for tianshou and ``sparoa --help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "graph": ("sparoa_env.commands.graph", "extract a model's operator graph (rho, I, FLOPs, bytes); table, JSON or rho-I plot"),
+    "graphs": ("sparoa_env.commands.graphs", "regenerate or check the shipped OpGraph JSON files"),
+    "profiles": ("sparoa_env.commands.profiles", "list the shipped SoC profiles and their provenance"),
+    "demo": ("sparoa_env.commands.demo", "the main job on built-in defaults (what `make demo` runs)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sparoa", description="sparoa-env: operator placement and sparse-variant "
+                                     "selection for DNN inference on edge SoCs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        _register(module, p)
+    return parser
+
+
+def _register(module: str, parser: argparse.ArgumentParser) -> None:
+    # Argument definitions are cheap to import: each command module keeps its heavy imports inside run().
+    importlib.import_module(module).register(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as e:  # bad input: one clear line, no traceback
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"sparoa {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
