@@ -16,13 +16,13 @@ end-to-end latencies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from .graph import OpGraph
 
-__all__ = ["Decision", "StepOutcome", "Backend", "HW_STATE_FIELDS", "make_backend", "BACKENDS"]
+__all__ = ["Decision", "StepOutcome", "Backend", "RequestStream", "HW_STATE_FIELDS", "make_backend", "BACKENDS"]
 
 #: Per-processor hardware-state entries, in the order a backend writes them into ``Decision.hw_state``
 #: (a ``(n_processors, len(HW_STATE_FIELDS))`` float array). Units in the names; fractions in [0, 1].
@@ -44,10 +44,12 @@ class Decision:
     op: int                       # index of the node in the graph
     now_ms: float                 # current (simulated or measured) time since the episode began
     request_elapsed_ms: float     # now - arrival of this request
-    input_bytes_on: np.ndarray    # (n_processors,) bytes of this op's inputs resident on each processor
-    hw_state: np.ndarray          # (n_processors, len(HW_STATE_FIELDS)) see HW_STATE_FIELDS
+    input_bytes_on: Sequence[float]  # (n_processors,) bytes of this op's inputs resident on each processor
+    hw_state: Sequence[float] | np.ndarray  # HW_STATE_FIELDS per processor: a (n_processors, n_fields)
+                                  # array, or the same flattened lane-major (a list is cheapest)
     power_mode: str = ""
     temperature_c: float = float("nan")
+    active_requests: int = 1      # requests arrived and not yet finished
 
 
 @dataclass
@@ -79,19 +81,61 @@ class Backend(Protocol):
         """Dispatch the pending decision's op to ``processors[processor]`` and run to the next decision."""
         ...
 
-    def timeline(self) -> list[dict[str, Any]]:
-        """Executed ops so far: dicts with request, op, processor, start_ms, end_ms (for render)."""
+    def timeline(self, start: int = 0) -> list[dict[str, Any]]:
+        """Executed ops so far, from the ``start``-th on, in completion order: dicts with request, op,
+        processor, start_ms, end_ms, transfer_ms, energy_mj (for info and render)."""
         ...
 
     def close(self) -> None:
         ...
 
 
+@dataclass(frozen=True)
+class RequestStream:
+    """The inference requests of one episode: ``n`` requests, the first at t=0, the rest arriving with
+    exponential (``poisson=True``) or fixed inter-arrival gaps of mean ``interarrival_ms``."""
+
+    n: int = 1
+    interarrival_ms: float = 0.0
+    poisson: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"requests: 'n' must be a positive integer, got {self.n!r}")
+        if not (self.interarrival_ms >= 0.0) or self.interarrival_ms == float("inf"):
+            raise ValueError(f"requests: 'interarrival_ms' must be a finite number >= 0, got {self.interarrival_ms!r}")
+
+    def arrivals_ms(self, rng: np.random.Generator) -> np.ndarray:
+        if self.n == 1 or self.interarrival_ms == 0.0:
+            return np.zeros(self.n)
+        gaps = rng.exponential(self.interarrival_ms, self.n - 1) if self.poisson else np.full(self.n - 1, self.interarrival_ms)
+        return np.concatenate([[0.0], np.cumsum(gaps)])
+
+    @classmethod
+    def parse(cls, value: "int | dict | RequestStream") -> "RequestStream":
+        """``4`` -> 4 back-to-back requests; ``{"n": 8, "interarrival_ms": 5.0, "poisson": False}``."""
+        if isinstance(value, RequestStream):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(n=value)
+        if isinstance(value, dict):
+            unknown = set(value) - {"n", "interarrival_ms", "poisson"}
+            if unknown:
+                raise ValueError(f"requests: unknown key(s) {sorted(unknown)}; valid keys: n, interarrival_ms, poisson")
+            return cls(**value)
+        raise ValueError(f"requests must be a positive int or a dict with keys n, interarrival_ms, poisson; got {value!r}")
+
+
 BACKENDS = ("sim", "hw")
 
 
 def make_backend(kind: str, **kwargs: Any) -> Backend:
-    """Build a backend by name: ``"sim"`` (SimPy SoC model) or ``"hw"`` (real torch ops)."""
+    """Build a backend by name: ``"sim"`` (SimPy SoC model) or ``"hw"`` (real torch ops).
+
+    The environment calls it as ``make_backend(kind, profile=SocProfile, model=<model spec str>,
+    batch=int, power_mode=str, background=str, requests=RequestStream, **backend_options)``; each backend
+    takes what it needs (the hw backend also ``device_map``) and rejects unknown options with a clear error.
+    """
     if kind == "sim":
         from .sim.backend import SimBackend
 

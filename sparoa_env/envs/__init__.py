@@ -1,0 +1,25 @@
+"""Gymnasium environments. Importing this module registers the ids (idempotently)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from .sparoa import SparOAEnv
+
+__all__ = ["SparOAEnv", "register_envs", "SPAROA_IDS"]
+
+#: id -> registration kwargs (variants of one class differ only by kwargs, as CompilerGym does)
+SPAROA_IDS: dict[str, dict] = {
+    "SparOA-Orin-v0": {"profile": "orin-agx"},
+    "SparOA-OrinNano-v0": {"profile": "orin-nano"},
+}
+
+
+def register_envs() -> None:
+    for env_id, kwargs in SPAROA_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="sparoa_env.envs.sparoa:SparOAEnv", kwargs=kwargs,
+                         disable_env_checker=False)
+
+
+register_envs()

@@ -1,0 +1,102 @@
+"""Background load: other applications on the SoC taking CPU cores, GPU time and memory bandwidth.
+
+A load is a set of *bursts*. Each burst takes a share of the CPU's cores, a share of the GPU's time and
+some DRAM bandwidth until it ends. Static presets hold one burst for the whole episode; the ``dynamic``
+preset draws bursts as a Poisson process (Decima-style random arrivals), each with an exponential
+duration, and starts every episode in the process's stationary state, so that even a one-request episode
+sees a random, realistic load. These are workload parameters, not hardware ones, so they live here and
+not in the SoC profile; a custom load is a dict with the fields of :class:`BackgroundSpec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["BackgroundSpec", "BACKGROUND_PRESETS", "background_spec", "Burst"]
+
+
+@dataclass(frozen=True)
+class BackgroundSpec:
+    """Units in the names. Shares are fractions of a processor's capacity; the total is capped at ``max_share``."""
+
+    static_cpu_share: float = 0.0       # cores taken for the whole episode (fraction of active cores)
+    static_gpu_share: float = 0.0       # GPU time taken for the whole episode (time-slicing share)
+    static_bw_frac: float = 0.0         # DRAM bandwidth taken for the whole episode (fraction of the SoC's)
+    burst_rate_per_s: float = 0.0       # arrivals of random bursts (Poisson)
+    burst_mean_ms: float = 20.0         # mean burst duration (exponential)
+    burst_share_min: float = 0.2        # each burst's share drawn uniformly in [min, max] ...
+    burst_share_max: float = 0.8
+    burst_cpu_prob: float = 0.5         # ... on the CPU only, the GPU only, or both
+    burst_gpu_prob: float = 0.3
+    burst_bw_frac_per_share: float = 0.25  # DRAM bandwidth a burst takes per unit of share
+    max_share: float = 0.9              # a processor is never fully taken: the OS still schedules us
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
+                raise ValueError(f"background: field {f.name!r} must be a finite number >= 0, got {v!r}")
+        for name in ("static_cpu_share", "static_gpu_share", "static_bw_frac", "burst_share_min",
+                     "burst_share_max", "burst_cpu_prob", "burst_gpu_prob", "max_share"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"background: field {name!r} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.burst_share_min > self.burst_share_max:
+            raise ValueError(f"background: burst_share_min ({self.burst_share_min}) > burst_share_max ({self.burst_share_max})")
+        if self.burst_cpu_prob + self.burst_gpu_prob > 1:
+            raise ValueError("background: burst_cpu_prob + burst_gpu_prob must be <= 1 (the rest hits both)")
+        if self.burst_rate_per_s > 0 and self.burst_mean_ms <= 0:
+            raise ValueError("background: burst_mean_ms must be > 0 when burst_rate_per_s > 0")
+
+    @property
+    def dynamic(self) -> bool:
+        return self.burst_rate_per_s > 0
+
+
+BACKGROUND_PRESETS: dict[str, BackgroundSpec] = {
+    "none": BackgroundSpec(),
+    # a media/UI process: a quarter of the cores, some GPU composition
+    "light": BackgroundSpec(static_cpu_share=0.25, static_gpu_share=0.15, static_bw_frac=0.1),
+    # a second DNN or a SLAM pipeline sharing the SoC
+    "heavy": BackgroundSpec(static_cpu_share=0.5, static_gpu_share=0.45, static_bw_frac=0.3),
+    # random bursts: on average ~1.3 bursts active at any moment, changing every few ms
+    "dynamic": BackgroundSpec(burst_rate_per_s=66.0, burst_mean_ms=20.0),
+}
+
+
+def background_spec(value: str | Mapping[str, Any] | BackgroundSpec) -> BackgroundSpec:
+    if isinstance(value, BackgroundSpec):
+        return value
+    if isinstance(value, str):
+        try:
+            return BACKGROUND_PRESETS[value]
+        except KeyError:
+            raise ValueError(f"unknown background {value!r}; valid: {', '.join(BACKGROUND_PRESETS)} "
+                             f"or a dict with fields of BackgroundSpec") from None
+    if isinstance(value, Mapping):
+        valid = {f.name for f in dataclasses.fields(BackgroundSpec)}
+        unknown = set(value) - valid
+        if unknown:
+            raise ValueError(f"background: unknown field(s) {sorted(unknown)}; valid: {sorted(valid)}")
+        return BackgroundSpec(**value)
+    raise ValueError(f"background must be a preset name ({', '.join(BACKGROUND_PRESETS)}) or a dict, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Burst:
+    cpu_share: float
+    gpu_share: float
+    bw_frac: float
+    duration_ms: float
+
+
+def draw_burst(spec: BackgroundSpec, rng: np.random.Generator, duration_ms: float | None = None) -> Burst:
+    share = rng.uniform(spec.burst_share_min, spec.burst_share_max)
+    u = rng.random()
+    on_cpu = u < spec.burst_cpu_prob or u >= spec.burst_cpu_prob + spec.burst_gpu_prob
+    on_gpu = u >= spec.burst_cpu_prob
+    dur = rng.exponential(spec.burst_mean_ms) if duration_ms is None else duration_ms
+    return Burst(share if on_cpu else 0.0, share if on_gpu else 0.0, share * spec.burst_bw_frac_per_share, dur)

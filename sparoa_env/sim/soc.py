@@ -1,0 +1,464 @@
+"""A SimPy discrete-event model of an edge SoC running one DNN's requests under a placement.
+
+Nothing here imports gymnasium or torch (DESIGN sec 2); randomness comes from the generator passed in.
+
+Execution model (the same one :class:`sparoa_env.hw.engine.HybridEngine` implements):
+
+* A **host thread** (the Python dispatcher) walks the ops of each request in topological order, requests
+  in arrival order. For every op it asks where to run it (:attr:`SocSimulator.pending`), then pays the
+  op's host-side cost on that processor (``host_ms``: a CUDA kernel launch for the GPU, a queue push
+  for the CPU worker) and enqueues it. Dispatch never waits for execution, so GPU launches hide behind
+  running kernels exactly as an asynchronous CUDA stream hides them; small ops on an idle GPU stay
+  launch-bound.
+* Each **lane** (CPU worker, GPU stream, NPU) is a SimPy process that runs its queue in FIFO order, as
+  a CUDA stream or a single worker thread does. Before an op starts, the lane waits for inputs produced
+  on other lanes (a CUDA event / a future), then pays the hand-off cost from the cost model
+  (unified memory: synchronisation and cache maintenance; PCIe: a copy). Graph inputs start in host
+  memory (lane 0) and outputs finish there.
+* An op's duration is fixed **when it starts**, from the state at that moment: power-mode clocks and
+  active cores, thermal throttling, cores / GPU time taken by background load, and the DRAM bandwidth
+  left over by ops running on the other lanes and by the background (concurrent memory-bound ops slow
+  each other). A state change while an op runs does not re-rate it (an approximation: op durations are
+  far shorter than the state changes modelled).
+* **Accounting** is exact for piecewise-constant state: the integral of unfinished requests (for the
+  reward), the SoC energy (idle baseline plus each processor's power while it runs our ops; the
+  background's own energy is not ours and is not counted), a first-order thermal model, and an
+  exponential moving average of each lane's utilisation (ours plus background).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import simpy
+
+from ..backend import HW_STATE_FIELDS, RequestStream
+from ..graph import OpGraph
+from .background import BackgroundSpec, draw_burst
+
+__all__ = ["SocSimulator", "PowerModePolicy", "ExecRecord", "ModeTables"]
+
+UTIL_TAU_MS = 10.0          # time constant of the utilisation moving average reported to agents
+MIN_BW_SHARE = 0.1          # an op always gets some bandwidth (DRAM arbitration is not starvation)
+
+
+@dataclass(frozen=True)
+class PowerModePolicy:
+    """How the power mode behaves in an episode: one fixed mode, or switches every ~``mean_dwell_ms``."""
+
+    initial: str
+    modes: tuple[str, ...]
+    switching: bool = False
+    mean_dwell_ms: float = 30.0
+
+
+class ModeTables:
+    """One power mode's per-op costs as nested lists (scalar reads in the event loop are ~10x cheaper
+    from lists than from numpy arrays). Built once per (graph, mode) and shared across episodes."""
+
+    __slots__ = ("costs", "compute", "memory", "fixed", "host", "nominal")
+
+    def __init__(self, costs: Any) -> None:
+        self.costs = costs
+        self.compute = costs.compute_ms.tolist()
+        self.memory = costs.memory_ms.tolist()
+        self.fixed = costs.fixed_ms.tolist()
+        self.host = costs.host_ms.tolist()
+        self.nominal = costs.nominal_ms.tolist()
+
+
+@dataclass
+class ExecRecord:
+    request: int
+    op: int
+    lane: int
+    dispatch_ms: float
+    start_ms: float = math.nan
+    end_ms: float = math.nan
+    transfer_ms: float = 0.0
+    energy_mj: float = 0.0
+
+
+class SocSimulator:
+    """One episode of requests on one SoC. Drive it with :meth:`run_to_decision` and :meth:`place`."""
+
+    def __init__(self, *, graph: OpGraph, cost_model: Any, costs_for_mode: Callable[[str], Any],
+                 power: PowerModePolicy, background: BackgroundSpec, requests: RequestStream,
+                 rng: np.random.Generator, thermal: bool = True, initial_temp_c: float | None = None,
+                 record: bool = True) -> None:
+        self.graph = graph
+        self.cm = cost_model
+        self.profile = cost_model.profile
+        self._costs_for_mode = costs_for_mode
+        self.power = power
+        self.bg = background
+        self.rng = rng
+        self.record = record
+        self.env = simpy.Environment()
+        P = self.n_lanes = len(self.profile.processors)
+        N = self.n_ops = len(graph.nodes)
+        self.preds = graph.predecessors
+        self.succs = graph.successors
+        eb = graph.edge_bytes
+        self.in_edges = [[(p, eb[(p, i)]) for p in graph.predecessors[i]] for i in range(N)]
+        feats = graph.features
+        self.mem_bytes = (feats["bytes_in"] + feats["bytes_out"] + feats["weight_bytes"]).tolist()
+        self.bytes_in = feats["bytes_in"].tolist()
+        self.bytes_out = feats["bytes_out"].tolist()
+        self.is_sink = [len(s) == 0 for s in graph.successors]
+        self.n_sinks = sum(self.is_sink)
+        self.lane_names = self.profile.processor_names
+        self.lane_max_freq = [float(p.max_freq_mhz) for p in self.profile.processors]
+        self.is_gpu_like = [p.kind != "cpu" for p in self.profile.processors]
+        # async lanes (GPU stream, NPU queue): the host thread pays the issue cost and goes on; a
+        # synchronous lane (the CPU worker) pays the per-op dispatch itself, before the op's compute
+        self.async_lane = [bool(p.async_dispatch) for p in self.profile.processors]
+        self.lane_cores = [float(p.cores) for p in self.profile.processors]
+        self._speed_cache: dict[tuple, float] = {}
+
+        # --- requests
+        self.arrivals = requests.arrivals_ms(rng).tolist()
+        self.n_requests = requests.n
+        R = self.n_requests
+        self.loc = [-1] * (R * N)                 # lane of each (request, op), -1 until dispatched
+        self.end = [math.nan] * (R * N)           # finish time, NaN until finished
+        self.done_events: dict[int, simpy.Event] = {}
+        self.sinks_left = [self.n_sinks] * R
+        self.req_out_ready = [0.0] * R
+        self.req_done_ms = [math.nan] * R
+        self.req_dispatched = [0] * R
+        self.records: list[ExecRecord] = []
+
+        # --- hardware state
+        th = self.profile.thermal
+        self.thermal_on = thermal
+        lo, hi = th.ambient_c, th.throttle_start_c
+        self.temp_c = float(initial_temp_c if initial_temp_c is not None else rng.uniform(lo, lo + 0.9 * (hi - lo)))
+        self.throttle = 1.0
+        self._update_throttle()
+        self.mode = power.initial
+        self._apply_mode(self.mode)
+        self.bursts: list = []
+        self.bg_cpu = self.bg_gpu = self.bg_bw = 0.0
+        self._recompute_background()
+
+        # --- lanes
+        self.queues = [deque() for _ in range(P)]
+        self.lane_wakeup: list[simpy.Event | None] = [None] * P
+        self.running_demand = [0.0] * P           # GB/s of the op running on each lane
+        self.running_end = [math.nan] * P
+        self.running_energy_w = [0.0] * P
+        self.backlog_ms = [0.0] * P               # nominal ms of queued, not yet started ops
+        self.util = [0.0] * P
+        self.busy = [False] * P
+
+        # --- accounting (all piecewise constant between events)
+        self.t_last = 0.0
+        self.n_active = 0
+        self.area_acc = 0.0
+        self.energy_acc = 0.0
+        self.power_w = self._soc_power()
+
+        # --- decisions
+        self.pending: tuple[int, int] | None = None
+        self._decision: simpy.Event | None = None
+        self.finished = False
+
+        env = self.env
+        for r in range(R):  # arrivals first: at equal times they are processed before the dispatcher asks
+            env.process(self._arrival(r))
+        for lane in range(P):
+            env.process(self._lane(lane))
+        env.process(self._dispatcher())
+        if self.bg.dynamic or self.bg.static_cpu_share or self.bg.static_gpu_share or self.bg.static_bw_frac:
+            env.process(self._background())
+        if power.switching and len(power.modes) > 1:
+            env.process(self._mode_switcher())
+
+    # ------------------------------------------------------------------ driving
+    def run_to_decision(self) -> None:
+        """Run until the next op needs a placement (``pending`` set) or every request has completed."""
+        step = self.env.step  # event by event: cheaper than run(until=...) for the few events per decision
+        while self.pending is None and not self.finished:
+            step()
+        self.advance()
+
+    def place(self, lane: int) -> None:
+        if self._decision is None:
+            raise RuntimeError("no decision is pending: the episode has ended; call reset()")
+        if not (0 <= lane < self.n_lanes):
+            raise ValueError(f"lane must be in [0, {self.n_lanes}), got {lane!r}")
+        ev, self._decision, self.pending = self._decision, None, None
+        ev.succeed(lane)
+
+    @property
+    def now(self) -> float:
+        return self.env.now
+
+    # ------------------------------------------------------------------ processes
+    def _arrival(self, r: int):
+        t = self.arrivals[r]
+        if t > 0:
+            yield self.env.timeout(t)
+        self.advance()
+        self.n_active += 1
+
+    def _dispatcher(self):
+        env, N = self.env, self.n_ops
+        for r in range(self.n_requests):
+            if self.arrivals[r] > env.now:
+                yield env.timeout(self.arrivals[r] - env.now)
+            base = r * N
+            for i in range(N):
+                self._decision = ev = env.event()
+                self.pending = (r, i)
+                lane = yield ev
+                t_dispatch = env.now
+                self.loc[base + i] = lane
+                self.req_dispatched[r] += 1
+                # the host thread issues the op (kernel launch / queue push); only then can the lane see it
+                if self.async_lane[lane]:
+                    host = self.host[i][lane] * self._host_slowdown()
+                    if host > 0:
+                        yield env.timeout(host)
+                nominal = self.nominal[i][lane]
+                self.backlog_ms[lane] += nominal
+                self.queues[lane].append((r, i, t_dispatch, nominal))
+                w = self.lane_wakeup[lane]
+                if w is not None:
+                    self.lane_wakeup[lane] = None
+                    w.succeed()
+
+    def _lane(self, lane: int):
+        env, N, q = self.env, self.n_ops, self.queues[lane]
+        cm = self.cm
+        while True:
+            if not q:
+                self.lane_wakeup[lane] = ev = env.event()
+                yield ev
+            r, i, t_dispatch, nominal = q.popleft()
+            base = r * N
+            # inputs produced on other lanes: wait for them, then hand them over
+            xfer_bytes = [0.0] * self.n_lanes
+            cross = False
+            for p, nbytes in self.in_edges[i]:
+                k = base + p
+                src = self.loc[k]
+                if src != lane:
+                    cross = True
+                    if self.end[k] != self.end[k]:  # NaN: not finished yet
+                        yield self._done_event(k)
+                    xfer_bytes[src] += nbytes
+            if not self.in_edges[i] and lane != 0:  # graph input lives in host memory
+                cross = True
+                xfer_bytes[0] += self.bytes_in[i]
+            xfer = 0.0
+            if cross:
+                for src in range(self.n_lanes):
+                    if src != lane and xfer_bytes[src] > 0:
+                        xfer += cm.transfer_ms(xfer_bytes[src], src, lane)
+                if xfer > 0:
+                    yield env.timeout(xfer)
+            # start: the state now fixes the duration
+            self.advance()
+            self.backlog_ms[lane] -= nominal
+            dur = self._duration(i, lane)
+            if not self.async_lane[lane]:
+                dur += self.host[i][lane] * self._host_slowdown()
+            start = env.now
+            demand = self.mem_bytes[i] / (dur * 1e6) if dur > 0 else 0.0
+            self.running_demand[lane] = demand
+            self.running_end[lane] = start + dur
+            self.busy[lane] = True
+            self.running_energy_w[lane] = self._lane_dynamic_power(lane)
+            self.power_w = self._soc_power()
+            yield env.timeout(dur)
+            self.advance()
+            self.busy[lane] = False
+            self.running_demand[lane] = 0.0
+            self.running_end[lane] = math.nan
+            energy = self.running_energy_w[lane] * dur  # W * ms = mJ: the op's dynamic energy
+            self.running_energy_w[lane] = 0.0
+            self.power_w = self._soc_power()
+            k = base + i
+            self.end[k] = env.now
+            if self.record:
+                self.records.append(ExecRecord(r, i, lane, t_dispatch, start, env.now, xfer, energy))
+            ev = self.done_events.pop(k, None)
+            if ev is not None:
+                ev.succeed()
+            if self.is_sink[i]:
+                out_ready = env.now
+                if lane != 0:  # outputs go back to host memory
+                    out_ready += cm.transfer_ms(self.bytes_out[i], lane, 0)
+                self.req_out_ready[r] = max(self.req_out_ready[r], out_ready)
+                self.sinks_left[r] -= 1
+                if self.sinks_left[r] == 0:
+                    env.process(self._complete(r, self.req_out_ready[r] - env.now))
+
+    def _complete(self, r: int, delay: float):
+        if delay > 0:
+            yield self.env.timeout(delay)
+        self.advance()
+        self.n_active -= 1
+        self.req_done_ms[r] = self.env.now
+        if all(d == d for d in self.req_done_ms):  # every request done
+            self.finished = True
+            self.pending = None
+
+    def _background(self):
+        env, spec, rng = self.env, self.bg, self.rng
+        if not spec.dynamic:
+            return
+        # stationary start: the bursts alive at t=0 of an M/M/inf process, remaining durations exponential
+        for _ in range(rng.poisson(spec.burst_rate_per_s * spec.burst_mean_ms / 1000.0)):
+            env.process(self._burst(draw_burst(spec, rng)))
+        mean_gap_ms = 1000.0 / spec.burst_rate_per_s
+        while True:
+            yield env.timeout(rng.exponential(mean_gap_ms))
+            env.process(self._burst(draw_burst(spec, rng)))
+
+    def _burst(self, burst):
+        self.advance()
+        self.bursts.append(burst)
+        self._recompute_background()
+        yield self.env.timeout(burst.duration_ms)
+        self.advance()
+        self.bursts.remove(burst)
+        self._recompute_background()
+
+    def _mode_switcher(self):
+        env, rng = self.env, self.rng
+        while True:
+            yield env.timeout(rng.exponential(self.power.mean_dwell_ms))
+            others = [m for m in self.power.modes if m != self.mode]
+            new = others[int(rng.integers(len(others)))]
+            self.advance()
+            self._apply_mode(new)
+            self.power_w = self._soc_power()
+
+    # ------------------------------------------------------------------ state
+    def _apply_mode(self, mode: str) -> None:
+        self.mode = mode
+        m = self.profile.mode(mode)
+        names = self.profile.processor_names
+        self.total_bw_gbps = self.cm.dram_bw_gbps(mode)
+        self.lane_bw_gbps = [self.cm.achievable_bw_gbps(j, mode) for j in range(len(names))]
+        self.mode_freq = [float(m.max_freq_mhz.get(n, self.lane_max_freq[j])) for j, n in enumerate(names)]
+        self.mode_cores = [float(m.cores.get(n, self.profile.processors[j].cores)) for j, n in enumerate(names)]
+        tables = self._costs_for_mode(mode)
+        if not isinstance(tables, ModeTables):
+            tables = ModeTables(tables)
+        self.costs = tables.costs
+        self.compute, self.memory, self.fixed = tables.compute, tables.memory, tables.fixed
+        self.host, self.nominal = tables.host, tables.nominal
+        self.idle_w = float(self.cm.idle_power_w(mode))
+
+    def _recompute_background(self) -> None:
+        spec = self.bg
+        cpu = spec.static_cpu_share + sum(b.cpu_share for b in self.bursts)
+        gpu = spec.static_gpu_share + sum(b.gpu_share for b in self.bursts)
+        bw = spec.static_bw_frac + sum(b.bw_frac for b in self.bursts)
+        self.bg_cpu = min(cpu, spec.max_share)
+        self.bg_gpu = min(gpu, spec.max_share)
+        self.bg_bw = min(bw, spec.max_share) * self.total_bw_gbps
+
+    def _bg_share(self, lane: int) -> float:
+        return self.bg_gpu if self.is_gpu_like[lane] else self.bg_cpu
+
+    def freq_mhz(self, lane: int) -> float:
+        return self.mode_freq[lane] * self.throttle
+
+    def _speed(self, lane: int) -> float:
+        """Compute throughput relative to the mode's nominal (clocks, cores, background share)."""
+        key = (lane, self.mode, self.throttle, self.bg_gpu if self.is_gpu_like[lane] else self.bg_cpu)
+        s = self._speed_cache.get(key)
+        if s is None:
+            s = self._speed_cache[key] = self._speed_uncached(lane)
+        return s
+
+    def _speed_uncached(self, lane: int) -> float:
+        if self.is_gpu_like[lane]:
+            s = self.cm.speed_factor(lane, self.mode, freq_mhz=self.freq_mhz(lane)) if self.throttle < 1.0 else 1.0
+            return s * (1.0 - self.bg_gpu)  # GPU time-slicing with the other application
+        cores = self.mode_cores[lane] * (1.0 - self.bg_cpu)
+        return self.cm.speed_factor(lane, self.mode, freq_mhz=self.freq_mhz(lane), cores=cores)
+
+    def _host_slowdown(self) -> float:
+        # the dispatch thread shares the CPU with the background: time-slicing once cores run out
+        return 1.0 / (1.0 - 0.5 * self.bg_cpu)
+
+    def _duration(self, i: int, lane: int) -> float:
+        other = self.bg_bw
+        for j in range(self.n_lanes):
+            if j != lane:
+                other += self.running_demand[j]
+        share = (self.total_bw_gbps - other) / self.lane_bw_gbps[lane]
+        share = 1.0 if share >= 1.0 else (MIN_BW_SHARE if share < MIN_BW_SHARE else share)
+        return self.cm.combine(self.compute[i][lane], self.memory[i][lane], self.fixed[i][lane],
+                               speed=self._speed(lane), bw_share=share)
+
+    def _lane_dynamic_power(self, lane: int) -> float:
+        """Power a processor draws running our op, above what it draws idle (already in ``idle_w``)."""
+        f = self.freq_mhz(lane) / self.lane_max_freq[lane]
+        return self.cm.power_w(lane, self.mode, 1.0, f) - self.cm.power_w(lane, self.mode, 0.0, f)
+
+    def _soc_power(self) -> float:
+        return self.idle_w + sum(self.running_energy_w)
+
+    def _done_event(self, k: int) -> simpy.Event:
+        ev = self.done_events.get(k)
+        if ev is None:
+            ev = self.done_events[k] = self.env.event()
+        return ev
+
+    def advance(self) -> None:
+        """Bring the accumulators from the last event up to now (state constant in between)."""
+        now = self.env.now
+        dt = now - self.t_last
+        if dt <= 0:
+            return
+        self.t_last = now
+        self.area_acc += self.n_active * dt
+        self.energy_acc += self.power_w * dt
+        a = math.exp(-dt / UTIL_TAU_MS)
+        for j in range(self.n_lanes):
+            b = 1.0 if self.busy[j] else self._bg_share(j)
+            self.util[j] = b + (self.util[j] - b) * a
+        if self.thermal_on:
+            self.temp_c = self.cm.thermal_step(self.temp_c, self.power_w, dt / 1000.0)
+            self._update_throttle()
+
+    def _update_throttle(self) -> None:
+        self.throttle = self.cm.throttle_freq_frac(self.temp_c) if self.thermal_on else 1.0
+
+    # ------------------------------------------------------------------ observation helpers
+    def hw_state(self) -> list[float]:
+        """Flat, lane-major list of :data:`HW_STATE_FIELDS` per lane (plain floats: built per decision)."""
+        now = self.env.now
+        out: list[float] = []
+        for j in range(self.n_lanes):
+            busy = self.busy[j]
+            out += (self.util[j],
+                    self.mode_freq[j] * self.throttle / self.lane_max_freq[j],
+                    1.0 if self.is_gpu_like[j] else self.mode_cores[j] * (1.0 - self.bg_cpu) / self.lane_cores[j],
+                    len(self.queues[j]) + (1 if busy else 0),
+                    self.backlog_ms[j] + (self.running_end[j] - now if busy else 0.0),
+                    self.bg_gpu if self.is_gpu_like[j] else self.bg_cpu)
+        return out
+
+    def input_bytes_on(self, r: int, i: int) -> list[float]:
+        out = [0.0] * self.n_lanes
+        base = r * self.n_ops
+        if not self.in_edges[i]:
+            out[0] = self.bytes_in[i]
+        for p, nbytes in self.in_edges[i]:
+            out[self.loc[base + p]] += nbytes
+        return out
+
+    def latencies_ms(self) -> list[float]:
+        return [d - a for d, a in zip(self.req_done_ms, self.arrivals)]
