@@ -5,11 +5,11 @@ Nothing here imports gymnasium or torch (DESIGN sec 2); randomness comes from th
 Execution model (the same one :class:`sparoa_env.hw.engine.HybridEngine` implements):
 
 * A **host thread** (the Python dispatcher) walks the ops of each request in topological order, requests
-  in arrival order. For every op it asks where to run it (:attr:`SocSimulator.pending`), then pays the
-  op's host-side cost on that processor (``host_ms``: a CUDA kernel launch for the GPU, a queue push
-  for the CPU worker) and enqueues it. Dispatch never waits for execution, so GPU launches hide behind
-  running kernels exactly as an asynchronous CUDA stream hides them; small ops on an idle GPU stay
-  launch-bound.
+  in arrival order. For every op it asks where to run it (:attr:`SocSimulator.pending`). On an
+  asynchronous processor (``async_dispatch`` in the profile: a GPU stream, an NPU queue) it pays the
+  launch cost ``host_ms`` and goes on; dispatch never waits for execution, so GPU launches hide behind
+  running kernels as on a CUDA stream, and small ops on an idle GPU stay launch-bound. A synchronous
+  processor (the CPU) is a worker thread that pays each op's dispatch cost itself, before the op.
 * Each **lane** (CPU worker, GPU stream, NPU) is a SimPy process that runs its queue in FIFO order, as
   a CUDA stream or a single worker thread does. Before an op starts, the lane waits for inputs produced
   on other lanes (a CUDA event / a future), then pays the hand-off cost from the cost model
