@@ -96,13 +96,14 @@ class SparOAEnv(gym.Env):
     ## Arguments
 
     ``gym.make("SparOA-Orin-v0", model="mobilenet_v3_small", backend="sim", profile="orin-agx",
-    power_mode="MAXN", background="none", energy_weight=0.0, requests=1, batch_size=1,
+    power_mode=None, background="none", energy_weight=0.0, requests=1, batch_size=1,
     thresholds="heuristic", render_mode=None, **backend_options)``
 
     * ``model``: a zoo name (``resnet50``, ``mobilenet_v3_small@unstructured-0.7``), a path to an OpGraph
       JSON, ``path/to/file.py:function`` returning ``(module, example_inputs)``, or an ``OpGraph``.
-    * ``profile``: a shipped profile name or a profile JSON path. ``power_mode``: a mode of the profile,
-      ``"random"`` (drawn each reset) or ``"switching"`` (random switches during the episode).
+    * ``profile``: a shipped profile name or a profile JSON path. ``power_mode``: a mode of the profile
+      (default: the profile's ``default_power_mode``, MAXN on orin-agx, 15W on orin-nano), ``"random"``
+      (drawn each reset) or ``"switching"`` (random switches during the episode).
     * ``background``: ``"none"``, ``"light"``, ``"heavy"``, ``"dynamic"`` or a dict (see
       :class:`sparoa_env.sim.background.BackgroundSpec`). ``requests``: a count, or
       ``{"n", "interarrival_ms", "poisson"}``.
@@ -118,7 +119,7 @@ class SparOAEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, model: str | OpGraph = "mobilenet_v3_small", backend: str = "sim", profile: Any = "orin-agx",
-                 power_mode: str = "MAXN", background: Any = "none", energy_weight: float = 0.0,
+                 power_mode: str | None = None, background: Any = "none", energy_weight: float = 0.0,
                  requests: Any = 1, batch_size: int = 1, thresholds: Any = "heuristic",
                  render_mode: str | None = None, **backend_options: Any) -> None:
         from ..costmodel import CostModel
@@ -145,6 +146,8 @@ class SparOAEnv(gym.Env):
         self._thresholds_arg = thresholds
         self._validate_thresholds(thresholds)
         self.mode_names = tuple(self.profile.power_modes)
+        if power_mode is None:
+            power_mode = self.profile.default_power_mode
         self._mode_pos = {m: k / max(len(self.mode_names) - 1, 1) for k, m in enumerate(self.mode_names)}
         self.backend_name = backend
         self.backend: Backend = make_backend(
