@@ -36,7 +36,7 @@ HW_STATE_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built once per step: not frozen, whose __init__ costs ~2 us more
 class Decision:
     """An operator waiting for a processor, and the state of the machine at that moment."""
 
@@ -52,7 +52,7 @@ class Decision:
     active_requests: int = 1      # requests arrived and not yet finished
 
 
-@dataclass
+@dataclass(slots=True)
 class StepOutcome:
     """What happened between one decision and the next (or the end of the episode)."""
 

@@ -14,6 +14,7 @@ from ..graph import OpGraph
 from .features import N_STATIC, STATIC_COLUMNS, static_op_features
 
 __all__ = ["SparOAEnv", "ENV_KWARGS"]
+assert len(HW_STATE_FIELDS) == 6, "SparOAEnv._observe unpacks six hardware-state fields per processor"
 
 #: the environment's own keyword arguments; anything else is a backend option (checked by the backend)
 ENV_KWARGS = ("model", "backend", "profile", "power_mode", "background", "energy_weight", "requests",
@@ -71,7 +72,10 @@ class SparOAEnv(gym.Env):
     | -1 | 1 when the op's inputs all live on one processor | {0, 1} |
 
     The thresholds (16-18) come from ``thresholds``: ``"heuristic"`` (default: the cost-model fit of
-    :func:`sparoa_env.thresholds.heuristic_thresholds`), or a fixed ``(rho*, I*)`` pair.
+    :func:`sparoa_env.thresholds.heuristic_thresholds`), ``"predicted"`` (the shipped Transformer-LSTM
+    threshold predictor, :func:`predictors.predict_thresholds`, given the power mode, the ``background``
+    argument and ``energy_weight``; imports torch on first use; without torch or the checkpoint it warns
+    and uses ``"heuristic"``), or a fixed ``(rho*, I*)`` pair. They are computed once per power mode.
 
     ## Rewards
 
@@ -180,8 +184,8 @@ class SparOAEnv(gym.Env):
     @staticmethod
     def _validate_thresholds(value: Any) -> None:
         if isinstance(value, str):
-            if value != "heuristic":
-                raise ValueError(f"thresholds must be 'heuristic' or a (rho*, I*) pair, got {value!r}")
+            if value not in ("heuristic", "predicted"):
+                raise ValueError(f"thresholds must be 'heuristic', 'predicted' or a (rho*, I*) pair, got {value!r}")
             return
         try:
             rho_s, i_s = (float(v) for v in value)
@@ -194,7 +198,11 @@ class SparOAEnv(gym.Env):
         """(rho*, I*) used in the observation for a power mode."""
         th = self._thresholds.get(mode)
         if th is None:
-            if isinstance(self._thresholds_arg, str):
+            if isinstance(self._thresholds_arg, str) and self._thresholds_arg == "predicted":
+                from predictors import predict_thresholds  # lazy: torch only when asked for
+
+                th = predict_thresholds(self.graph, self.profile, mode, self.background, energy_weight=self.energy_weight)
+            elif isinstance(self._thresholds_arg, str):
                 from ..thresholds import heuristic_thresholds
 
                 th = heuristic_thresholds(self.graph, self.cost_model.op_costs(self.graph, mode).nominal_ms)
@@ -266,25 +274,27 @@ class SparOAEnv(gym.Env):
 
     def _observe(self, d: Decision) -> np.ndarray:
         """The observation for a decision (layout in the class docstring); built from plain floats."""
-        mode = d.power_mode if d.power_mode in self.profile.power_modes else self.mode_names[0]
+        mode = d.power_mode
+        mode_pos = self._mode_pos.get(mode)
+        if mode_pos is None:  # a backend that cannot read the power mode
+            mode, mode_pos = self.mode_names[0], 0.0
         ib = d.input_bytes_on
-        if isinstance(ib, np.ndarray):
-            ib = ib.tolist()
+        if type(ib) is not list:
+            ib = list(ib)
         tot = sum(ib)
         tail = [b / tot for b in ib] if tot > 0 else [0.0] * self.n_lanes
         hw = d.hw_state
-        if isinstance(hw, np.ndarray):
-            hw = hw.ravel().tolist()
-        nf = len(HW_STATE_FIELDS)
+        if type(hw) is not list:
+            hw = np.asarray(hw).ravel().tolist()
         log10 = math.log10
-        for j in range(0, len(hw), nf):
-            util, freq, cores, queue, free_ms, bg = hw[j:j + nf]
-            tail += (util, freq, cores, min(queue / 16.0, 4.0), min(log10(1.0 + max(free_ms, 0.0)) / _TIME_SCALE, OBS_HIGH), bg)
+        for j in range(0, len(hw), 6):  # HW_STATE_FIELDS per lane
+            tail += (hw[j], hw[j + 1], hw[j + 2], min(hw[j + 3] / 16.0, 4.0),
+                     min(log10(1.0 + max(hw[j + 4], 0.0)) / _TIME_SCALE, OBS_HIGH), hw[j + 5])
         t = d.temperature_c
         tail += (min(max((t - self._temp_lo) / self._temp_span, 0.0), OBS_HIGH) if t == t else 0.0,
                  log10(1.0 + max(d.request_elapsed_ms, 0.0)) / _TIME_SCALE,
                  d.active_requests / self.requests.n,
-                 self._mode_pos.get(mode, 0.0),
+                 mode_pos,
                  1.0 if tot == 0 or max(ib) == tot else 0.0)
         obs = np.empty(self.n_obs, dtype=np.float32)
         obs[:N_STATIC] = self._static_for(mode)[d.op]

@@ -126,10 +126,10 @@ class SocSimulator:
         R = self.n_requests
         self.loc = [-1] * (R * N)                 # lane of each (request, op), -1 until dispatched
         self.end = [math.nan] * (R * N)           # finish time, NaN until finished
-        self.done_events: dict[int, simpy.Event] = {}
         self.sinks_left = [self.n_sinks] * R
         self.req_out_ready = [0.0] * R
         self.req_done_ms = [math.nan] * R
+        self.n_done = 0
         self.req_dispatched = [0] * R
         self.records: list[ExecRecord] = []
 
@@ -144,17 +144,25 @@ class SocSimulator:
         self._apply_mode(self.mode)
         self.bursts: list = []
         self.bg_cpu = self.bg_gpu = self.bg_bw = 0.0
+        self.busy = [False] * P
+        self.util = [0.0] * P                     # utilisation moving average at util_t (lazy: see _touch_util)
+        self.util_t = [0.0] * P
         self._recompute_background()
+        self.util = [self.bg_gpu if g else self.bg_cpu for g in self.is_gpu_like]  # start in steady state
 
-        # --- lanes
+        # --- lanes: each runs its queue FIFO; ``head`` is the op at the front, waiting for inputs or a
+        # hand-off, ``cur`` the op running (request, op, dispatch time, nominal ms, start, transfer ms)
         self.queues = [deque() for _ in range(P)]
-        self.lane_wakeup: list[simpy.Event | None] = [None] * P
+        self.head: list[tuple | None] = [None] * P
+        self.cur: list[tuple | None] = [None] * P
+        self.handing_off = [False] * P
+        self.waiters: dict[int, list[int]] = {}     # producer (request * N + op) -> lanes waiting for it
         self.running_demand = [0.0] * P           # GB/s of the op running on each lane
         self.running_end = [math.nan] * P
         self.running_energy_w = [0.0] * P
         self.backlog_ms = [0.0] * P               # nominal ms of queued, not yet started ops
-        self.util = [0.0] * P
-        self.busy = [False] * P
+        self._finish_cb = [(lambda ev, lane=lane: self._finish(lane)) for lane in range(P)]
+        self._start_cb = [(lambda ev, lane=lane: self._start(lane)) for lane in range(P)]
 
         # --- accounting (all piecewise constant between events)
         self.t_last = 0.0
@@ -163,17 +171,15 @@ class SocSimulator:
         self.energy_acc = 0.0
         self.power_w = self._soc_power()
 
-        # --- decisions
+        # --- decisions: the dispatcher asks for ops in order; ``pending`` is the op waiting for a lane
         self.pending: tuple[int, int] | None = None
-        self._decision: simpy.Event | None = None
+        self._next_op = (0, 0)
         self.finished = False
 
         env = self.env
         for r in range(R):  # arrivals first: at equal times they are processed before the dispatcher asks
-            env.process(self._arrival(r))
-        for lane in range(P):
-            env.process(self._lane(lane))
-        env.process(self._dispatcher())
+            self._at(self.arrivals[r], lambda ev, r=r: self._arrive(r))
+        self._at(0.0, lambda ev: self._ask_next())
         if self.bg.dynamic or self.bg.static_cpu_share or self.bg.static_gpu_share or self.bg.static_bw_frac:
             env.process(self._background())
         if power.switching and len(power.modes) > 1:
@@ -188,125 +194,151 @@ class SocSimulator:
         self.advance()
 
     def place(self, lane: int) -> None:
-        if self._decision is None:
+        """Dispatch the pending op to ``lane``. The host thread issues it (a kernel launch on an
+        asynchronous lane: the next decision comes once the launch is done; a queue push on a
+        synchronous lane, whose worker pays the dispatch itself: the next decision comes at once)."""
+        if self.pending is None:
             raise RuntimeError("no decision is pending: the episode has ended; call reset()")
         if not (0 <= lane < self.n_lanes):
             raise ValueError(f"lane must be in [0, {self.n_lanes}), got {lane!r}")
-        ev, self._decision, self.pending = self._decision, None, None
-        ev.succeed(lane)
+        r, i = self.pending
+        self.pending = None
+        self.loc[r * self.n_ops + i] = lane
+        self.req_dispatched[r] += 1
+        op = (r, i, self.env.now, self.nominal[i][lane])
+        host = self.host[i][lane] * self._host_slowdown() if self.async_lane[lane] else 0.0
+        if host > 0:
+            self._at(self.env.now + host, lambda ev: self._issued(lane, op))
+        else:
+            self._issued(lane, op)
 
     @property
     def now(self) -> float:
         return self.env.now
 
-    # ------------------------------------------------------------------ processes
-    def _arrival(self, r: int):
-        t = self.arrivals[r]
-        if t > 0:
-            yield self.env.timeout(t)
+    # ------------------------------------------------------------------ event handlers
+    def _at(self, t: float, callback: Callable) -> None:
+        ev = self.env.timeout(max(t - self.env.now, 0.0))
+        ev.callbacks.append(callback)
+
+    def _arrive(self, r: int) -> None:
         self.advance()
         self.n_active += 1
 
-    def _dispatcher(self):
-        env, N = self.env, self.n_ops
-        for r in range(self.n_requests):
-            if self.arrivals[r] > env.now:
-                yield env.timeout(self.arrivals[r] - env.now)
-            base = r * N
-            for i in range(N):
-                self._decision = ev = env.event()
-                self.pending = (r, i)
-                lane = yield ev
-                t_dispatch = env.now
-                self.loc[base + i] = lane
-                self.req_dispatched[r] += 1
-                # the host thread issues the op (kernel launch / queue push); only then can the lane see it
-                if self.async_lane[lane]:
-                    host = self.host[i][lane] * self._host_slowdown()
-                    if host > 0:
-                        yield env.timeout(host)
-                nominal = self.nominal[i][lane]
-                self.backlog_ms[lane] += nominal
-                self.queues[lane].append((r, i, t_dispatch, nominal))
-                w = self.lane_wakeup[lane]
-                if w is not None:
-                    self.lane_wakeup[lane] = None
-                    w.succeed()
+    def _ask_next(self) -> None:
+        r, i = self._next_op
+        if r >= self.n_requests:
+            return  # every op of every request has been dispatched
+        if self.arrivals[r] > self.env.now:
+            self._at(self.arrivals[r], lambda ev: self._ask_next())
+            return
+        self._next_op = (r, i + 1) if i + 1 < self.n_ops else (r + 1, 0)
+        self.pending = (r, i)
 
-    def _lane(self, lane: int):
-        env, N, q = self.env, self.n_ops, self.queues[lane]
-        cm = self.cm
-        while True:
+    def _issued(self, lane: int, op: tuple) -> None:
+        self.backlog_ms[lane] += op[3]
+        self.queues[lane].append(op)
+        if self.cur[lane] is None and self.head[lane] is None:
+            self._try_start(lane)
+        self._ask_next()
+
+    def _try_start(self, lane: int) -> None:
+        """Take the lane's next op if it is free; wait for inputs made on other lanes, hand them over."""
+        if self.cur[lane] is not None or self.handing_off[lane]:
+            return
+        head = self.head[lane]
+        if head is None:
+            q = self.queues[lane]
             if not q:
-                self.lane_wakeup[lane] = ev = env.event()
-                yield ev
-            r, i, t_dispatch, nominal = q.popleft()
-            base = r * N
-            # inputs produced on other lanes: wait for them, then hand them over
+                return
+            head = self.head[lane] = q.popleft()
+        r, i = head[0], head[1]
+        base = r * self.n_ops
+        xfer_bytes = None
+        for p, nbytes in self.in_edges[i]:
+            k = base + p
+            src = self.loc[k]
+            if src != lane:
+                if self.end[k] != self.end[k]:  # NaN: the producer has not finished; wait for it
+                    self.waiters.setdefault(k, []).append(lane)
+                    return
+                if xfer_bytes is None:
+                    xfer_bytes = [0.0] * self.n_lanes
+                xfer_bytes[src] += nbytes
+        if not self.in_edges[i] and lane != 0:  # a graph input lives in host memory
             xfer_bytes = [0.0] * self.n_lanes
-            cross = False
-            for p, nbytes in self.in_edges[i]:
-                k = base + p
-                src = self.loc[k]
-                if src != lane:
-                    cross = True
-                    if self.end[k] != self.end[k]:  # NaN: not finished yet
-                        yield self._done_event(k)
-                    xfer_bytes[src] += nbytes
-            if not self.in_edges[i] and lane != 0:  # graph input lives in host memory
-                cross = True
-                xfer_bytes[0] += self.bytes_in[i]
-            xfer = 0.0
-            if cross:
-                for src in range(self.n_lanes):
-                    if src != lane and xfer_bytes[src] > 0:
-                        xfer += cm.transfer_ms(xfer_bytes[src], src, lane)
-                if xfer > 0:
-                    yield env.timeout(xfer)
-            # start: the state now fixes the duration
-            self.advance()
-            self.backlog_ms[lane] -= nominal
-            dur = self._duration(i, lane)
-            if not self.async_lane[lane]:
-                dur += self.host[i][lane] * self._host_slowdown()
-            start = env.now
-            demand = self.mem_bytes[i] / (dur * 1e6) if dur > 0 else 0.0
-            self.running_demand[lane] = demand
-            self.running_end[lane] = start + dur
-            self.busy[lane] = True
-            self.running_energy_w[lane] = self._lane_dynamic_power(lane)
-            self.power_w = self._soc_power()
-            yield env.timeout(dur)
-            self.advance()
-            self.busy[lane] = False
-            self.running_demand[lane] = 0.0
-            self.running_end[lane] = math.nan
-            energy = self.running_energy_w[lane] * dur  # W * ms = mJ: the op's dynamic energy
-            self.running_energy_w[lane] = 0.0
-            self.power_w = self._soc_power()
-            k = base + i
-            self.end[k] = env.now
-            if self.record:
-                self.records.append(ExecRecord(r, i, lane, t_dispatch, start, env.now, xfer, energy))
-            ev = self.done_events.pop(k, None)
-            if ev is not None:
-                ev.succeed()
-            if self.is_sink[i]:
-                out_ready = env.now
-                if lane != 0:  # outputs go back to host memory
-                    out_ready += cm.transfer_ms(self.bytes_out[i], lane, 0)
-                self.req_out_ready[r] = max(self.req_out_ready[r], out_ready)
-                self.sinks_left[r] -= 1
-                if self.sinks_left[r] == 0:
-                    env.process(self._complete(r, self.req_out_ready[r] - env.now))
+            xfer_bytes[0] = self.bytes_in[i]
+        xfer = 0.0
+        if xfer_bytes is not None:
+            for src in range(self.n_lanes):
+                if src != lane and xfer_bytes[src] > 0:
+                    xfer += self.cm.transfer_ms(xfer_bytes[src], src, lane)
+        if xfer > 0:
+            self.handing_off[lane] = True
+            self.head[lane] = head + (xfer,)
+            self._at(self.env.now + xfer, self._start_cb[lane])
+        else:
+            self.head[lane] = head + (0.0,)
+            self._start(lane)
 
-    def _complete(self, r: int, delay: float):
-        if delay > 0:
-            yield self.env.timeout(delay)
+    def _start(self, lane: int) -> None:
+        """The state now fixes the op's duration."""
+        self.handing_off[lane] = False
+        r, i, t_dispatch, nominal, xfer = self.head[lane]
+        self.head[lane] = None
+        self.advance()
+        self.backlog_ms[lane] -= nominal
+        dur = self._duration(i, lane)
+        if not self.async_lane[lane]:
+            dur += self.host[i][lane] * self._host_slowdown()
+        now = self.env.now
+        self.cur[lane] = (r, i, t_dispatch, now, xfer)
+        self.running_demand[lane] = self.mem_bytes[i] / (dur * 1e6) if dur > 0 else 0.0
+        self.running_end[lane] = now + dur
+        self._touch_util(lane)
+        self.busy[lane] = True
+        self.running_energy_w[lane] = self._lane_dynamic_power(lane)
+        self.power_w = self._soc_power()
+        self._at(now + dur, self._finish_cb[lane])
+
+    def _finish(self, lane: int) -> None:
+        self.advance()
+        r, i, t_dispatch, start, xfer = self.cur[lane]
+        self.cur[lane] = None
+        now = self.env.now
+        self._touch_util(lane)
+        self.busy[lane] = False
+        self.running_demand[lane] = 0.0
+        self.running_end[lane] = math.nan
+        energy = self.running_energy_w[lane] * (now - start)  # W * ms = mJ: the op's dynamic energy
+        self.running_energy_w[lane] = 0.0
+        self.power_w = self._soc_power()
+        k = r * self.n_ops + i
+        self.end[k] = now
+        if self.record:
+            self.records.append(ExecRecord(r, i, lane, t_dispatch, start, now, xfer, energy))
+        if self.is_sink[i]:
+            out_ready = now
+            if lane != 0:  # outputs go back to host memory
+                out_ready += self.cm.transfer_ms(self.bytes_out[i], lane, 0)
+            if out_ready > self.req_out_ready[r]:
+                self.req_out_ready[r] = out_ready
+            self.sinks_left[r] -= 1
+            if self.sinks_left[r] == 0:
+                if self.req_out_ready[r] > now:
+                    self._at(self.req_out_ready[r], lambda ev: self._complete(r))
+                else:
+                    self._complete(r)
+        for waiting_lane in self.waiters.pop(k, ()):
+            self._try_start(waiting_lane)
+        self._try_start(lane)
+
+    def _complete(self, r: int) -> None:
         self.advance()
         self.n_active -= 1
         self.req_done_ms[r] = self.env.now
-        if all(d == d for d in self.req_done_ms):  # every request done
+        self.n_done += 1
+        if self.n_done == self.n_requests:
             self.finished = True
             self.pending = None
 
@@ -359,6 +391,8 @@ class SocSimulator:
         self.idle_w = float(self.cm.idle_power_w(mode))
 
     def _recompute_background(self) -> None:
+        for j in range(self.n_lanes):
+            self._touch_util(j)
         spec = self.bg
         cpu = spec.static_cpu_share + sum(b.cpu_share for b in self.bursts)
         gpu = spec.static_gpu_share + sum(b.gpu_share for b in self.bursts)
@@ -410,12 +444,6 @@ class SocSimulator:
     def _soc_power(self) -> float:
         return self.idle_w + sum(self.running_energy_w)
 
-    def _done_event(self, k: int) -> simpy.Event:
-        ev = self.done_events.get(k)
-        if ev is None:
-            ev = self.done_events[k] = self.env.event()
-        return ev
-
     def advance(self) -> None:
         """Bring the accumulators from the last event up to now (state constant in between)."""
         now = self.env.now
@@ -425,13 +453,20 @@ class SocSimulator:
         self.t_last = now
         self.area_acc += self.n_active * dt
         self.energy_acc += self.power_w * dt
-        a = math.exp(-dt / UTIL_TAU_MS)
-        for j in range(self.n_lanes):
-            b = 1.0 if self.busy[j] else self._bg_share(j)
-            self.util[j] = b + (self.util[j] - b) * a
         if self.thermal_on:
             self.temp_c = self.cm.thermal_step(self.temp_c, self.power_w, dt / 1000.0)
             self._update_throttle()
+
+    def _util_now(self, j: int) -> float:
+        """Exponential moving average (time constant UTIL_TAU_MS) of lane j's busy-ness, ours or the
+        background's: exact for piecewise-constant load, brought forward only when the load changes."""
+        b = 1.0 if self.busy[j] else (self.bg_gpu if self.is_gpu_like[j] else self.bg_cpu)
+        return b + (self.util[j] - b) * math.exp(-(self.env.now - self.util_t[j]) / UTIL_TAU_MS)
+
+    def _touch_util(self, j: int) -> None:
+        """Call before lane j's load changes."""
+        self.util[j] = self._util_now(j)
+        self.util_t[j] = self.env.now
 
     def _update_throttle(self) -> None:
         self.throttle = self.cm.throttle_freq_frac(self.temp_c) if self.thermal_on else 1.0
@@ -443,7 +478,7 @@ class SocSimulator:
         out: list[float] = []
         for j in range(self.n_lanes):
             busy = self.busy[j]
-            out += (self.util[j],
+            out += (self._util_now(j),
                     self.mode_freq[j] * self.throttle / self.lane_max_freq[j],
                     1.0 if self.is_gpu_like[j] else self.mode_cores[j] * (1.0 - self.bg_cpu) / self.lane_cores[j],
                     len(self.queues[j]) + (1 if busy else 0),
