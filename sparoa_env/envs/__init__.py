@@ -12,6 +12,8 @@ __all__ = ["SparOAEnv", "register_envs", "SPAROA_IDS"]
 SPAROA_IDS: dict[str, dict] = {
     "SparOA-Orin-v0": {"profile": "orin-agx"},
     "SparOA-OrinNano-v0": {"profile": "orin-nano"},
+    # CPU + iGPU + NPU: the action's [-1, 1] is cut into three bins (see SparOAEnv's Action Space)
+    "SparOA-CoreUltra-v0": {"profile": "intel-core-ultra"},
 }
 
 

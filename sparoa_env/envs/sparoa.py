@@ -44,7 +44,7 @@ class SparOAEnv(gym.Env):
 
     ## Observation Space
 
-    ``Box(0, 10, (n_obs,), float32)`` with ``n_obs = 21 + 7 * P + 4`` (39 for two processors). ``log(x)``
+    ``Box(0, 10, (n_obs,), float32)`` with ``n_obs = 20 + 7 * P + 5`` (39 for two processors, 46 for three). ``log(x)``
     below means ``log10(1 + x)``.
 
     | index | feature | unit / range |
