@@ -25,3 +25,7 @@ def register_envs() -> None:
 
 
 register_envs()
+
+from ..loom import register_loom_envs  # noqa: E402  (SparseLoom ids; torch-free)
+
+register_loom_envs()

@@ -1,0 +1,167 @@
+"""SparseLoom pieces: shipped tables, stitching in torch, latency tables, optimizer, preloader, simulator."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from sparoa_env.loom.catalog import DATA_DIR, load_catalog, pipelines
+from sparoa_env.loom.optimizer import Problem, objective, solve_heuristic, solve_milp
+from sparoa_env.loom.preloader import FullPreload, LRUCache, NoPreload, PinnedSet, hotness, select_hot
+
+SMALL_TASKS = ("digits-cnn", "cancer-mlp", "wine-mlp")
+
+
+@pytest.fixture(scope="module")
+def orin():
+    return load_catalog("orin-agx")
+
+
+def test_shipped_accuracy_tables_are_measured_with_provenance(orin):
+    for name in SMALL_TASKS:
+        d = json.loads((DATA_DIR / "accuracy" / f"{name}.json").read_text())
+        assert d["provenance"].startswith("measured on ") and "sparoa loom build" in d["provenance"]
+        assert len(d["variants"]) >= 8 and len(d["correct"]) == len(d["variants"]) ** d["n_blocks"]
+        assert {"dense", "fp16", "int8", "structured-0.5", "unstructured-0.2", "unstructured-0.9"} <= set(d["variants"])
+        t = orin.task(name)
+        assert t.acc(t.uniform(0)) > 0.9  # trained models learn their task
+    for name in ("resnet50", "bert_base", "vit_small"):
+        assert orin.task(name).accuracy is None  # random weights: latency only
+
+
+def test_pipelines_enumerate_stage_orders():
+    assert len(pipelines(4, 2)) == 8 and len(pipelines(4, 3)) == 39
+    for pl in pipelines(4, 3):  # contiguous stages, each processor at most once
+        stages = [k for k, _ in itertools.groupby(pl)]
+        assert len(stages) == len(set(stages))
+    assert (1, 0, 0, 2) in pipelines(4, 3)  # gpu -> cpu -> npu
+
+
+def test_vectorised_latencies_match_the_stage_model(orin):
+    rng = np.random.default_rng(0)
+    for name in ("digits-cnn", "bert_base"):
+        t = orin.task(name)
+        for pl in pipelines(4, 2):
+            lat = t.all_latencies(pl)
+            for i in rng.integers(0, len(lat), 5):
+                assert lat[i] == pytest.approx(t.solo_latency_ms(t.stitch_of(int(i)), pl))
+
+
+def test_variants_change_simulated_cost_and_memory(orin):
+    t = orin.task("resnet50")
+    v = {n: i for i, n in enumerate(t.variants)}
+    gpu = (1, 1, 1, 1)
+    assert t.solo_latency_ms(t.uniform(v["int8"]), gpu) < t.solo_latency_ms(t.uniform(v["dense"]), gpu)
+    assert t.memory_mb(t.uniform(v["int8"])) == pytest.approx(t.memory_mb(t.uniform(v["dense"])) / 4, rel=0.01)
+    assert t.memory_mb(t.uniform(v["structured-0.5"])) < t.memory_mb(t.uniform(v["dense"]))
+
+
+def test_stitched_models_reproduce_the_shipped_accuracy():
+    torch = pytest.importorskip("torch")
+    from sparoa_env.loom import stitch, tasks
+
+    name = "cancer-mlp"
+    model = tasks.load_trained(name)
+    split = tasks.load_split(name)
+    bank = stitch.BlockBank(model, split["x_train"])
+    d = json.loads((DATA_DIR / "accuracy" / f"{name}.json").read_text())
+    rng = np.random.default_rng(0)
+    for i in [0, 9999, *rng.integers(0, 10_000, 6).tolist()]:
+        s = stitch.variant_of(int(i), 4)
+        c, n = tasks.evaluate_accuracy(stitch.StitchedModel(bank, s), split["x_test"], split["y_test"])
+        assert c == d["correct"][i] and n == d["n_test"]
+    # the prefix-tree measurement equals one-by-one runs (a 3-variant bank: 81 stitched variants)
+    small = stitch.BlockBank(model, split["x_train"], variants=("unstructured-0.9", "int8", "fp16"))
+    tree = stitch.measure_all(small, split["x_test"], split["y_test"])
+    one_by_one = [tasks.evaluate_accuracy(stitch.StitchedModel(small, stitch.variant_of(i, 4, 3)), split["x_test"],
+                                          split["y_test"])[0] for i in range(81)]
+    assert tree == one_by_one and len(set(tree)) > 1
+    assert torch.get_num_threads() >= 1
+
+
+def test_int8_blocks_are_really_quantized_and_adapters_apply():
+    torch = pytest.importorskip("torch")
+    from sparoa_env.loom import stitch, tasks, variants
+
+    model = tasks.load_trained("wine-mlp")
+    split = tasks.load_split("wine-mlp")
+    bank = stitch.BlockBank(model, split["x_train"])
+    i8 = variants.VARIANTS.index("int8")
+    layer = bank.blocks[1][i8].block[0]
+    scale = layer.weight.abs().amax(dim=1, keepdim=True) / 127
+    q = layer.weight / scale
+    assert torch.allclose(q, q.round(), atol=1e-4)  # int8 grid per output channel
+    x = torch.from_numpy(split["x_test"][:8])
+    out = bank.run_block(x, 0, i8, "float32")
+    s1 = bank.calibration.scales[1]
+    assert torch.allclose(out / s1, (out / s1).round(), atol=1e-4)  # output requantized on the boundary grid
+    assert variants.adapter_kind("float32", "int8") == "quantize" and variants.adapter_kind("int8", "int8") is None
+    fp16 = bank.blocks[0][variants.VARIANTS.index("fp16")].block[0].weight
+    assert torch.equal(fp16, fp16.half().float())
+
+
+def test_milp_is_exact_on_a_tiny_instance_and_beats_or_ties_the_heuristic():
+    rng = np.random.default_rng(1)
+    T, C, P = 3, 5, 2
+    busy = tuple(rng.uniform(0.1, 3.0, (C, P)) * (rng.random((C, P)) < 0.7) + 1e-3 for _ in range(T))
+    lat = tuple(b.sum(axis=1) for b in busy)
+    acc_bad = tuple(rng.random(C) < 0.3 for _ in range(T))
+    prob = Problem(np.array([0.05, 0.08, 0.03]), busy, lat, acc_bad, np.array([3.0, 4.0, 2.5]))
+    m, h = solve_milp(prob), solve_heuristic(prob)
+    assert m.objective <= h.objective + 1e-9
+    best = min(objective(prob, c)[0] for c in itertools.product(range(C), repeat=T))
+    assert h.objective >= best - 1e-9 and m.objective >= best - 1e-9
+    # with no queueing (tiny rates) the linearised MILP is exact
+    prob0 = Problem(np.full(T, 1e-6), busy, lat, acc_bad, np.array([3.0, 4.0, 2.5]))
+    best0 = min(objective(prob0, c)[0] for c in itertools.product(range(C), repeat=T))
+    assert solve_milp(prob0).objective == pytest.approx(best0)
+
+
+def test_memory_policies():
+    b1, b2, b3 = ("t", 0, 0), ("t", 1, 0), ("t", 2, 0)
+    lru = LRUCache(budget_mb=10, load_gbps=1.0)
+    assert lru.acquire(b1, 6, 0) == 6.0 and lru.acquire(b1, 6, 0) == 0.0
+    lru.release(b1, 6, 0)
+    lru.release(b1, 6, 0)
+    assert lru.acquire(b2, 6, 1) == 6.0  # evicts b1 (idle, over budget)
+    lru.release(b2, 6, 1)
+    assert b1 not in lru.cache and lru.peak_mb == 12
+    none = NoPreload(2.0)
+    assert none.acquire(b1, 4, 0) == 2.0
+    none.release(b1, 4, 0)
+    assert none.current_mb == 0
+    full = FullPreload({b1: 4, b2: 4})
+    assert full.acquire(b2, 4, 0) == 0 and full.peak_mb == 8
+    pin = PinnedSet({b1: 4})
+    assert pin.acquire(b1, 4, 0) == 0 and pin.acquire(b3, 2, 0) == 2.0
+
+
+def test_hotness_prefers_indispensable_blocks(orin):
+    t = orin.task("wine-mlp")
+    st = np.array([[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 2, 0]])
+    scores = hotness(t, st, np.array([0.9, 0.9, 0.5]), np.array([1.0, 1.0, 1.0]), [(2.0, 0.8), (2.0, None)])
+    assert scores[("wine-mlp", 0, 0)] > scores[("wine-mlp", 1, 1)]
+    kept = select_hot(scores, {b: 1.0 for b in scores}, 2.0)
+    assert ("wine-mlp", 0, 0) in kept and len(kept) == 2
+
+
+def test_simulator_contention_and_determinism(orin):
+    from sparoa_env.loom.sim import LoomSimulator
+    from sparoa_env.loom.workload import Request
+    from sparoa_env.sim.background import background_spec
+
+    def run(n_same_time, bg="none", seed=0):
+        reqs = [Request(i, "resnet50", 0.0, 1e9, None) for i in range(n_same_time)]
+        sim = LoomSimulator(catalog=orin, requests=reqs, rng=np.random.default_rng(seed), background=background_spec(bg),
+                            memory=FullPreload({("resnet50", k, 0): 1.0 for k in range(4)}), load_gbps=1.0)
+        return [r.latency_ms for r in sim.run_all(lambda req, s: ((0, 0, 0, 0), (1, 1, 1, 1)))]
+
+    t = orin.task("resnet50")
+    alone = run(1)[0]
+    assert alone == pytest.approx(t.solo_latency_ms((0, 0, 0, 0), (1, 1, 1, 1)))
+    two = run(2)
+    assert max(two) > 1.8 * alone  # FIFO on the GPU: the second waits
+    assert run(3, "dynamic", 5) == run(3, "dynamic", 5)

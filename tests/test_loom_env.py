@@ -1,0 +1,116 @@
+"""SparseLoom-Orin-v0 / SparseLoom-CoreUltra-v0: the Gymnasium checks the SparOA ids pass."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import sparoa_env  # noqa: F401  (registers the ids)
+from sparoa_env.loom import LOOM_IDS
+
+IDS = sorted(LOOM_IDS)
+SMALL = {"tasks": ["digits-cnn", "cancer-mlp", "resnet50"], "n_requests": 25}
+
+
+def rollout(env, seed):
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    traj, ret = [obs], 0.0
+    while True:
+        a = np.array([rng.integers(env.unwrapped.menu_size), rng.integers(len(env.unwrapped.placements))])
+        obs, r, term, trunc, info = env.step(a)
+        traj.append((obs, r))
+        ret += r
+        if term or trunc:
+            return traj, ret, info
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_check_env(env_id):
+    env = gym.make(env_id, workload=SMALL)
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_same_seed_same_trajectory(env_id):
+    a, b = gym.make(env_id, workload=SMALL), gym.make(env_id, workload=SMALL)
+    ta, ra, ia = rollout(a, 4)
+    tb, rb, ib = rollout(b, 4)
+    assert ra == rb and ia["latency_ms"] == ib["latency_ms"]
+    for x, y in zip(ta[1:], tb[1:]):
+        assert np.array_equal(x[0], y[0]) and x[1] == y[1]
+    _, _, ic = rollout(a, 5)
+    assert ic["latency_ms"] != ia["latency_ms"]
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_return_counts_violations_and_info(env_id):
+    env = gym.make(env_id, workload=SMALL)
+    _, ret, info = rollout(env, 0)
+    n = SMALL["n_requests"]
+    assert len(info["latency_ms"]) == n
+    assert ret == pytest.approx(-info["slo_violation_rate"] * n)
+    assert info["throughput_rps"] > 0 and info["memory_mb"] > 0
+
+
+def test_pickle_mid_episode_resumes_exactly():
+    env = gym.make("SparseLoom-CoreUltra-v0", workload=SMALL)
+    env.reset(seed=2)
+    for _ in range(6):
+        env.step(np.array([3, 5]))
+    clone = pickle.loads(pickle.dumps(env))
+    rng = np.random.default_rng(0)
+    while True:
+        a = np.array([rng.integers(16), rng.integers(39)])
+        o1, r1, t1, _, i1 = env.step(a)
+        o2, r2, t2, _, i2 = clone.step(a)
+        assert np.array_equal(o1, o2) and r1 == r2 and t1 == t2
+        if t1:
+            break
+    assert i1["latency_ms"] == i2["latency_ms"]
+
+
+def test_spaces_and_docstring():
+    env = gym.make("SparseLoom-CoreUltra-v0", workload=SMALL).unwrapped
+    assert env.catalog.processors == ("cpu", "gpu", "npu")
+    assert len(env.placements) == 39 and env.placements[0] == (0, 0, 0, 0)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert obs.shape == (3 + 3 + 4 * 3 + 2 * 16,)
+    for section in ("## Description", "## Action Space", "## Observation Space", "## Rewards", "## Episode End",
+                    "## Arguments", "## Version History"):
+        assert section in type(env).__doc__
+    orin = gym.make("SparseLoom-Orin-v0", workload=SMALL).unwrapped
+    assert len(orin.placements) == 8
+
+
+def test_bad_arguments_and_actions():
+    with pytest.raises(ValueError, match="unknown workload 'huge'"):
+        gym.make("SparseLoom-Orin-v0", workload="huge")
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['rate'\]"):
+        gym.make("SparseLoom-Orin-v0", workload={"rate": 3})
+    with pytest.raises(ValueError, match="unknown loom task 'mnist'"):
+        gym.make("SparseLoom-Orin-v0", workload={"tasks": ["mnist"]})
+    with pytest.raises(ValueError, match="unknown power mode|TURBO"):
+        gym.make("SparseLoom-Orin-v0", power_mode="TURBO")
+    env = gym.make("SparseLoom-Orin-v0", workload=SMALL).unwrapped
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.array([0, 0]))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside"):
+        env.step(np.array([16, 0]))
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.array([1, 2, 3]))
+
+
+def test_import_and_make_stay_torch_and_sklearn_free():
+    code = ("import sys, sparoa_env, gymnasium as gym; e = gym.make('SparseLoom-CoreUltra-v0'); e.reset(seed=0); "
+            "print('torch' in sys.modules, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"

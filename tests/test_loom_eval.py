@@ -1,0 +1,48 @@
+"""Estimator, evaluation and the ``sparoa loom`` command on tiny instances."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+
+import pytest
+
+pytest.importorskip("sklearn")
+
+from sparoa_env.loom.catalog import load_catalog  # noqa: E402
+from sparoa_env.loom.estimator import evaluate_estimator  # noqa: E402
+from sparoa_env.loom.evaluate import EvalConfig, evaluate  # noqa: E402
+from sparoa_env.loom.policies import POLICIES  # noqa: E402
+from sparoa_env.loom.workload import WORKLOADS  # noqa: E402
+
+
+def test_estimator_predicts_held_out_stitched_variants():
+    t = load_catalog("orin-agx", tasks=["wine-mlp"]).task("wine-mlp")
+    r = evaluate_estimator(t, n_train=200, n_test=300, seed=0)
+    assert r.n_test == 300 and r.acc_mae_pp < 5.0 and r.lat_mape_pct < 10.0
+
+
+def test_evaluate_reports_every_policy():
+    cfg = EvalConfig(profile="intel-core-ultra", workload=replace(WORKLOADS["small"], n_requests=20),
+                     estimator_train=100)
+    res = evaluate(cfg, seed=0)
+    assert set(res["policies"]) == set(POLICIES)
+    for r in res["policies"].values():
+        assert 0.0 <= r["slo_violation_rate"] <= 1.0 and r["throughput_rps"] > 0 and r["memory_mb"] > 0
+    # the av-* archetypes keep the whole original zoo resident; single-variant ones one variant per task
+    assert res["policies"]["av-np"]["memory_mb"] > res["policies"]["sv-ao-np"]["memory_mb"]
+    again = evaluate(cfg, seed=0, policies=("sv-lo-p", "sparseloom"))["policies"]  # seeded: same figures
+    assert again == {k: res["policies"][k] for k in again}
+
+
+def test_command_json(capsys):
+    from sparoa_env.commands import loom
+
+    parser = argparse.ArgumentParser()
+    loom.register(parser)
+    assert loom.run(parser.parse_args(["accuracy", "--json"])) == 0
+    acc = json.loads(capsys.readouterr().out)
+    assert set(acc["accuracy"]) == {"digits-cnn", "cancer-mlp", "wine-mlp"}
+    with pytest.raises(ValueError, match="--requests"):
+        loom.run(parser.parse_args(["evaluate", "--requests", "0"]))
