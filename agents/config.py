@@ -1,0 +1,152 @@
+"""Training arguments and their command line, kept free of heavy imports so that ``sparoa --help`` and
+``sparoa train --help`` stay fast (gymnasium, torch and tianshou load only when a run starts)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+__all__ = ["Args", "VECTOR_KINDS", "parse_set", "add_arguments", "args_from_namespace"]
+
+VECTOR_KINDS = ("dummy", "subproc", "ray")
+
+
+@dataclass(frozen=True)
+class Args:
+    """Every knob of a training run. Defaults are the demo's (mobilenet_v3_small, ~3-5 min on 2 cores)."""
+
+    env_id: str = "SparOA-Orin-v0"
+    env_kwargs: dict = field(default_factory=dict)
+    exp_name: str = "sac"
+    seed: int = 0
+    total_steps: int = 30_000         # environment steps
+    hidden_sizes: tuple[int, ...] = (128, 128)
+    actor_lr: float = 1e-4            # small: SAC fine-tunes the behaviour-cloned actor
+    critic_lr: float = 1e-3
+    alpha_lr: float = 3e-4
+    init_alpha: float = 0.005
+    auto_alpha: bool = True
+    gamma: float = 1.0
+    tau: float = 0.005
+    reward_scale: float | str = "auto"
+    shaping: bool = True              # potential-based shaping (ScaledReward); the optimum is unchanged
+    pretrain: str = "oracle"          # "oracle": behaviour-clone the actor from oracle-plan demonstrations
+                                      # first (agents.train.demonstrations); "none": SAC from scratch
+    demo_episodes: int = 24
+    bc_steps: int = 3000
+    buffer_size: int = 100_000
+    batch_size: int = 256
+    start_steps: int = 2_000          # uniformly random actions before learning starts
+    step_per_collect: int = 40        # env steps between update rounds (summed over the workers)
+    update_per_step: float = 0.1      # gradient steps per env step
+    epoch_steps: int = 5_000          # env steps per epoch (one test and one log line per epoch)
+    test_episodes: int = 6            # per epoch, the same held-out seeds each time; 0 to skip
+    workers: int = 8                  # training envs (a batched forward pass serves them all)
+    vector: str = "dummy"             # dummy | subproc | ray
+    torch_threads: int = 1
+    out: str = "runs/sac"
+    force: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.pretrain not in ("oracle", "none"):
+            raise ValueError(f"pretrain must be 'oracle' or 'none', got {self.pretrain!r}")
+        if self.vector not in VECTOR_KINDS:
+            raise ValueError(f"vector must be one of {', '.join(VECTOR_KINDS)}, got {self.vector!r}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers!r}")
+        if self.total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {self.total_steps!r}")
+        if not (isinstance(self.reward_scale, (int, float)) and self.reward_scale > 0) and self.reward_scale != "auto":
+            raise ValueError(f"reward_scale must be a positive number or 'auto', got {self.reward_scale!r}")
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Args":
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - valid
+        if unknown:
+            raise ValueError(f"unknown training argument(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return d
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["background=dynamic", "requests={\\"n\\": 2}", "energy_weight=0.1"]`` -> kwargs; values are JSON
+    when they parse as JSON (numbers, dicts, lists, true/false/null), strings otherwise."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["background=dynamic", "requests={\\"n\\": 2}", "energy_weight=0.1"]`` -> kwargs; values are JSON
+    when they parse as JSON (numbers, dicts, lists, true/false/null), strings otherwise."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = Args()
+    parser.add_argument("--env", default=d.env_id, help=f"a registered id (default {d.env_id})")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an env kwarg (repeatable); VALUE is JSON when it parses, else a string")
+    parser.add_argument("--steps", type=int, default=d.total_steps, help=f"environment steps (default {d.total_steps})")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--out", default=d.out, help="run directory (refused if it exists, unless --force)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    parser.add_argument("--vector", choices=VECTOR_KINDS, default=d.vector, help="vector env (default dummy)")
+    parser.add_argument("--workers", type=int, default=d.workers, help=f"training envs (default {d.workers})")
+    parser.add_argument("--exp-name", default=d.exp_name)
+    parser.add_argument("--hidden", default=",".join(map(str, d.hidden_sizes)), help="hidden sizes, e.g. 64,64")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--update-per-step", type=float, default=d.update_per_step)
+    parser.add_argument("--step-per-collect", type=int, default=d.step_per_collect)
+    parser.add_argument("--start-steps", type=int, default=d.start_steps)
+    parser.add_argument("--epoch-steps", type=int, default=d.epoch_steps)
+    parser.add_argument("--test-episodes", type=int, default=d.test_episodes)
+    parser.add_argument("--gamma", type=float, default=d.gamma)
+    parser.add_argument("--reward-scale", default=str(d.reward_scale), help="a number or 'auto'")
+    parser.add_argument("--no-shaping", action="store_true", help="train on the raw (scaled) reward")
+    parser.add_argument("--pretrain", choices=("oracle", "none"), default=d.pretrain,
+                        help="'oracle': behaviour-clone the actor from oracle-plan demonstrations before SAC")
+    parser.add_argument("--init-alpha", type=float, default=d.init_alpha, help="initial entropy coefficient")
+    parser.add_argument("--torch-threads", type=int, default=d.torch_threads)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def args_from_namespace(ns: argparse.Namespace) -> Args:
+    rs = ns.reward_scale
+    return Args(env_id=ns.env, env_kwargs=parse_set(ns.set), exp_name=ns.exp_name, seed=ns.seed,
+                total_steps=ns.steps, hidden_sizes=tuple(int(h) for h in ns.hidden.split(",") if h.strip()),
+                batch_size=ns.batch_size, update_per_step=ns.update_per_step, step_per_collect=ns.step_per_collect,
+                start_steps=ns.start_steps, epoch_steps=ns.epoch_steps, test_episodes=ns.test_episodes,
+                gamma=ns.gamma, reward_scale=rs if rs == "auto" else float(rs), workers=ns.workers,
+                vector=ns.vector, out=ns.out, force=ns.force, progress=not ns.no_progress,
+                shaping=not ns.no_shaping, torch_threads=ns.torch_threads, pretrain=ns.pretrain,
+                init_alpha=ns.init_alpha)
+
+
