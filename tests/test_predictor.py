@@ -1,0 +1,251 @@
+"""The threshold predictor: dataset generation (seeded, resumable), the network, checkpoints, training,
+evaluation and the prediction entry point. Tiny synthetic graphs keep this under a minute."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+from predictors import dataset as ds  # noqa: E402
+from sparoa_env.thresholds import RHO_GRID, threshold_rule  # noqa: E402
+from synthetic import chain, mixed  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def graph_specs(tmp_path_factory) -> list[str]:
+    d = tmp_path_factory.mktemp("graphs")
+    specs = []
+    for g, name in ((mixed(4), "mixed4"), (mixed(6), "mixed6"), (chain(8, weight_sparsity=0.8, weight_bytes=1e5,
+                                                                       pattern="unstructured"), "chain8")):
+        p = d / f"{name}.json"
+        g.save(p)
+        specs.append(str(p))
+    return specs
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(graph_specs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "t.parquet"
+    # the last graph plays the held-out model: its base name is the spec itself
+    ds.generate(out, models=graph_specs, heldout=(graph_specs[-1],), per_model=3, heldout_per_model=2, seed=0,
+                log=None)
+    return out
+
+
+def test_rule_objective_matches_an_env_episode():
+    """The generator's fast loop gives the latency the env reports for the same rule placement."""
+    import gymnasium as gym
+
+    import sparoa_env  # noqa: F401
+
+    g = mixed(5)
+    case = ds.Case(spec="<mixed5>", background="dynamic", power_mode="30W", seeds=(7,))
+    obj, lat, en = ds.rule_objective(g, case, 0.5, 1e9)
+    env = gym.make("SparOA-Orin-v0", model=g, background="dynamic", power_mode="30W").unwrapped
+    env.reset(seed=7)
+    cpu = threshold_rule(g.features["sparsity"], g.features["intensity"], 0.5, 1e9)
+    done = False
+    while not done:
+        _, _, done, _, info = env.step(env.score_of(0 if cpu[env._decision.op] else 1))
+    assert lat == info["latency_ms"][0]
+    assert en == pytest.approx(info["energy_mj"])
+    assert obj == lat  # energy weight 0
+
+
+def test_dataset_rows_label_the_grid_optimum(tiny_dataset):
+    df = ds.read_dataset(tiny_dataset)
+    assert set(df["split"]) == {"train", "heldout"}
+    assert len(df) == 2 * 3 + 2 and df["case_key"].is_unique
+    R, K = len(RHO_GRID), len(ds.I_GRID)
+    for row in df.to_dict("records"):
+        lat = np.asarray(row["latency_grid"]).reshape(R, K)
+        obj = lat + row["energy_weight"] * np.asarray(row["energy_grid"]).reshape(R, K)
+        cell = ds.grid_cell(row["rho_star"], row["i_star"])
+        assert cell is not None and obj[cell] == pytest.approx(obj.min(), rel=1e-6)
+        assert row["best_objective"] == pytest.approx(obj.min(), rel=1e-6)
+        assert np.asarray(row["op_features"]).size == row["n_ops"] * len(ds.OP_FEATURE_COLUMNS)
+        assert len(row["hw_features"]) == len(ds.HW_FEATURE_COLUMNS)
+        # the stored optimum replays in the simulator on the case's seeds
+        case = ds.case_of_row(row)
+        g = ds.load_case_graph(case.spec, case.batch)
+        assert ds.rule_objective(g, case, row["rho_star"], row["i_star"])[0] == pytest.approx(row["best_objective"], rel=1e-5)
+
+
+def test_generate_is_seeded_and_resumable(graph_specs, tiny_dataset, tmp_path):
+    out = tmp_path / "r.parquet"
+    kw = dict(models=graph_specs, heldout=(graph_specs[-1],), per_model=3, heldout_per_model=2, seed=0, log=None)
+    assert ds.generate(out, max_cases=3, **kw) == 3
+    assert ds.generate(out, **kw) == 5           # resumes: only the missing cases
+    assert ds.generate(out, **kw) == 0           # nothing left; the file is kept
+    a = ds.read_dataset(out).set_index("case_key").sort_index()
+    b = ds.read_dataset(tiny_dataset).set_index("case_key").sort_index()
+    assert list(a.index) == list(b.index)        # same seed, same cases
+    for col in ("latency_grid", "op_features", "hw_features"):
+        assert all(np.array_equal(x, y) for x, y in zip(a[col], b[col]))
+    assert ds.generate(out, force=True, max_cases=1, **kw) == 1
+    assert len(ds.read_dataset(out)) == 1        # --force starts afresh
+
+
+def test_sample_cases_are_stable_prefixes():
+    a = ds.sample_cases(["x.json"], 3, seed=4)
+    b = ds.sample_cases(["x.json"], 5, seed=4)
+    assert a == b[:3] and len({c.key for c in b}) == 5
+
+
+def test_network_shapes_decode_and_checkpoint_round_trip(tmp_path):
+    torch = pytest.importorskip("torch")
+    from predictors.model import (ARCHS, PredictorConfig, build_model, collate, decode, load_checkpoint,
+                                  pool_tokens, save_checkpoint)
+
+    feats = [np.random.default_rng(0).random((n, 17), dtype=np.float32) for n in (5, 300)]
+    hw = [np.zeros(10, np.float32), np.ones(10, np.float32)]
+    assert pool_tokens(feats[1], 128).shape == (128, 17)
+    assert np.allclose(pool_tokens(feats[1], 128).mean(0), feats[1].mean(0), atol=0.02)
+    for arch in ARCHS:
+        cfg = PredictorConfig(arch=arch)
+        model = build_model(cfg).eval()
+        b = collate(feats, hw, cfg)
+        rho_l, i_l = model(**b)
+        assert rho_l.shape == (2, len(cfg.rho_grid)) and i_l.shape == (2, len(cfg.rho_grid), len(cfg.i_grid))
+        out = decode(rho_l, i_l, cfg)
+        assert all(r in cfg.rho_grid and i in cfg.i_grid for r, i in out)
+        # padding does not change an entry's prediction
+        alone = model(**collate(feats[:1], hw[:1], cfg))
+        assert torch.allclose(alone[0], rho_l[:1], atol=1e-5)
+        save_checkpoint(tmp_path / arch, model, cfg, {"note": "test"})
+        assert set(torch.load(tmp_path / f"{arch}.pt", weights_only=True)) == set(model.state_dict())
+        m2, cfg2, meta = load_checkpoint(tmp_path / arch)
+        assert cfg2 == cfg and meta == {"note": "test"}
+        assert torch.equal(m2(**b)[1], i_l)
+    with pytest.raises(ValueError, match="unknown key"):
+        PredictorConfig.from_dict({"arch": "transformer_lstm", "d_modle": 8})
+
+
+def test_train_evaluate_and_predict(tiny_dataset, graph_specs, tmp_path):
+    pytest.importorskip("torch")
+    import predictors
+    from predictors.evaluate import evaluate, format_table
+    from predictors.train import TrainConfig, train
+
+    stems = {}
+    for arch in ("transformer_lstm", "pooled_mlp"):
+        s = train(TrainConfig(arch=arch, data=str(tiny_dataset), out=str(tmp_path / arch), epochs=3), log=None)
+        assert s["epochs_run"] == 3 and Path(s["checkpoint"]).exists()
+        stems[arch] = tmp_path / arch
+    meta = json.loads((tmp_path / "transformer_lstm.json").read_text())["meta"]
+    assert meta["dataset"]["heldout_models"] == [graph_specs[-1]]
+    assert meta["fixed_rule"]["rho_star"] in RHO_GRID
+
+    doc = evaluate(None, checkpoint=stems["transformer_lstm"], mlp_checkpoint=stems["pooled_mlp"], data=tiny_dataset)
+    assert [e["model"] for e in doc["per_model"]] == [graph_specs[-1]]  # default: the held-out models
+    assert set(doc["regret_mean_by_method"]) == {"transformer_lstm", "pooled_mlp", "fixed", "heuristic"}
+    for e in doc["per_model"]:
+        assert e["cases"] == 2
+        for m in doc["regret_mean_by_method"]:
+            assert e[f"regret_{m}"] >= -1e-9  # the searched grid optimum is a lower bound for on-grid picks
+    assert doc["regret_mean"] == pytest.approx(np.mean([e["regret"] for e in doc["per_model"]]))
+    assert "mean" in format_table(doc)
+
+    # an unseen model (not in the dataset) is searched on the spot
+    unseen = tmp_path / "unseen.json"
+    mixed(3).save(unseen)
+    doc2 = evaluate([str(unseen)], checkpoint=stems["transformer_lstm"], mlp_checkpoint=stems["pooled_mlp"],
+                    data=tiny_dataset, per_model=1)
+    assert doc2["per_model"][0]["cases"] == 1
+
+    g = mixed(4)
+    rho, i = predictors.predict_thresholds(g, "orin-agx", "MAXN", "heavy", checkpoint=stems["transformer_lstm"])
+    assert rho in RHO_GRID and i in ds.I_GRID
+
+
+def test_predict_thresholds_falls_back_to_the_heuristic(tmp_path):
+    import predictors
+    from sparoa_env.costmodel import CostModel
+    from sparoa_env.profile import load_profile
+    from sparoa_env.thresholds import heuristic_thresholds
+
+    g = mixed(4)
+    with pytest.warns(RuntimeWarning, match="heuristic"):
+        got = predictors.predict_thresholds(g, "orin-agx", "15W", checkpoint=tmp_path / "missing")
+    assert got == heuristic_thresholds(g, CostModel(load_profile("orin-agx")).op_costs(g, "15W").nominal_ms)
+    with pytest.raises(predictors.PredictorUnavailable):
+        predictors.predict_thresholds(g, "orin-agx", "15W", checkpoint=tmp_path / "missing", fallback=False)
+
+
+def test_command_line(tiny_dataset, graph_specs, tmp_path, capsys):
+    pytest.importorskip("torch")
+    import argparse
+
+    from sparoa_env.commands import predictor as cmd
+
+    parser = argparse.ArgumentParser()
+    cmd.register(parser)
+    out = tmp_path / "g.parquet"
+    assert cmd.run(parser.parse_args(["generate", "--out", str(out), "--models", graph_specs[0],
+                                      "--per-model", "1"])) == 0
+    assert len(ds.read_dataset(out)) == 1
+    stem = tmp_path / "ck"
+    assert cmd.run(parser.parse_args(["train", "--arch", "transformer_lstm", "--data", str(tiny_dataset),
+                                      "--out", str(stem), "--epochs", "1"])) == 0
+    meta = json.loads(stem.with_suffix(".json").read_text())["meta"]
+    assert meta["command"].startswith("sparoa predictor train --arch transformer_lstm --epochs 1")
+    capsys.readouterr()
+    assert cmd.run(parser.parse_args(["evaluate", "--checkpoint", str(stem), "--mlp-checkpoint", str(tmp_path / "none"),
+                                      "--data", str(tiny_dataset), "--json"])) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {"per_model", "regret_mean"} <= set(doc) and doc["per_model"][0]["model"] == graph_specs[-1]
+
+
+def test_shipped_checkpoint_loads_and_predicts():
+    pytest.importorskip("torch")
+    import predictors
+    from predictors.model import ThresholdPredictor
+
+    stem = predictors.shipped_checkpoint()
+    if not stem.with_suffix(".pt").exists():
+        pytest.skip("no shipped checkpoint yet")
+    pred = ThresholdPredictor.load(stem)
+    assert pred.meta["command"].startswith("sparoa predictor train")
+    rho, i = predictors.predict_thresholds(mixed(6), "orin-nano", "7W", "light", fallback=False)
+    assert rho in RHO_GRID and i in ds.I_GRID
+
+
+def test_import_predictors_and_sparoa_env_stay_torch_free():
+    code = ("import sys, predictors, sparoa_env, gymnasium as gym; "
+            "env = gym.make('SparOA-Orin-v0', model=__import__('synthetic').mixed(2)); env.reset(seed=0); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_env_observation_carries_predicted_thresholds(tmp_path):
+    pytest.importorskip("torch")
+    import gymnasium as gym
+
+    import predictors
+    import sparoa_env  # noqa: F401
+
+    g = mixed(4)
+    env = gym.make("SparOA-Orin-v0", model=g, thresholds="predicted", background="heavy", power_mode="15W").unwrapped
+    obs, _ = env.reset(seed=0)
+    th = env.thresholds_for("15W")
+    if predictors.shipped_checkpoint().with_suffix(".pt").exists():
+        assert th == predictors.predict_thresholds(g, env.profile, "15W", "heavy", fallback=False)
+    cols = env.static_columns
+    assert obs[cols.index("rho_star")] == pytest.approx(th[0])
+    assert obs[cols.index("log_i_star")] == pytest.approx(np.log10(1 + th[1]) / 3)
+    with pytest.raises(ValueError, match="predicted"):
+        gym.make("SparOA-Orin-v0", model=g, thresholds="learned")
