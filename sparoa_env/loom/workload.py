@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
+
+from ..presets import from_preset_or_dict
 
 __all__ = ["Workload", "Request", "WORKLOADS", "workload", "reference_latency_ms", "draw_requests"]
 
@@ -52,21 +54,7 @@ WORKLOADS: dict[str, Workload] = {
 
 
 def workload(value: Any) -> Workload:
-    if isinstance(value, Workload):
-        return value
-    if isinstance(value, str):
-        try:
-            return WORKLOADS[value]
-        except KeyError:
-            raise ValueError(f"unknown workload {value!r}; valid: {', '.join(WORKLOADS)} or a dict") from None
-    if isinstance(value, Mapping):
-        valid = {f.name for f in dataclasses.fields(Workload)}
-        unknown = set(value) - valid
-        if unknown:
-            raise ValueError(f"workload: unknown field(s) {sorted(unknown)}; valid: {sorted(valid)}")
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-        return Workload(**kw)
-    raise ValueError(f"workload must be a preset name ({', '.join(WORKLOADS)}) or a dict, got {value!r}")
+    return from_preset_or_dict(value, Workload, WORKLOADS, "workload")
 
 
 @dataclass(frozen=True)

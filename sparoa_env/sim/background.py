@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..presets import from_preset_or_dict
+
 __all__ = ["BackgroundSpec", "BACKGROUND_PRESETS", "background_spec", "Burst"]
 
 
@@ -68,21 +70,7 @@ BACKGROUND_PRESETS: dict[str, BackgroundSpec] = {
 
 
 def background_spec(value: str | Mapping[str, Any] | BackgroundSpec) -> BackgroundSpec:
-    if isinstance(value, BackgroundSpec):
-        return value
-    if isinstance(value, str):
-        try:
-            return BACKGROUND_PRESETS[value]
-        except KeyError:
-            raise ValueError(f"unknown background {value!r}; valid: {', '.join(BACKGROUND_PRESETS)} "
-                             f"or a dict with fields of BackgroundSpec") from None
-    if isinstance(value, Mapping):
-        valid = {f.name for f in dataclasses.fields(BackgroundSpec)}
-        unknown = set(value) - valid
-        if unknown:
-            raise ValueError(f"background: unknown field(s) {sorted(unknown)}; valid: {sorted(valid)}")
-        return BackgroundSpec(**value)
-    raise ValueError(f"background must be a preset name ({', '.join(BACKGROUND_PRESETS)}) or a dict, got {value!r}")
+    return from_preset_or_dict(value, BackgroundSpec, BACKGROUND_PRESETS, "background")
 
 
 @dataclass(frozen=True)
