@@ -9,7 +9,6 @@ of ``accuracy_drops``. A request is judged against the SLO in force when it arri
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
