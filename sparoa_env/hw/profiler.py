@@ -17,11 +17,8 @@ came to 0.69-1.05x of the model's end-to-end time, and an fx-interpreted pass to
   cross-lane edge costs the hybrid engine there). With a GPU, kernel-launch overhead too (host time per
   launch and device time per tiny kernel, by CUDA events).
 
-:class:`LaneExecutor` runs a plan over several lanes (worker threads pinned to core groups, or a CUDA
-device) with segments of consecutive ops per lane. It is a thin layer for ``sparoa fidelity`` until
-``sparoa_env.hw.engine.HybridEngine`` lands; it follows the execution model of ``docs/simulator.md``
-(one FIFO worker per lane, cross-lane inputs awaited through futures, each lane paying its own per-op
-dispatch).
+Plans over several lanes are run by :class:`sparoa_env.hw.engine.HybridEngine` (``sparoa fidelity``);
+:func:`prepare_model` gives it the already exported Program.
 """
 
 from __future__ import annotations
@@ -42,7 +39,7 @@ from ..traces import empty_row
 from .devices import LaneSpec, parse_lane
 from .timing import percentiles, thread_settings
 
-__all__ = ["PreparedModel", "prepare_model", "record_model", "record_micro", "LaneExecutor", "clock_state",
+__all__ = ["PreparedModel", "prepare_model", "record_model", "record_micro", "clock_state",
            "summarize_ms", "first_cores", "TRANSFER_SIZES"]
 
 TRANSFER_SIZES = (4 << 10, 64 << 10, 512 << 10, 2 << 20, 8 << 20)
@@ -632,87 +629,6 @@ class _Workers:
             t.join(timeout=5)
 
     def __enter__(self) -> "_Workers":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-class LaneExecutor:
-    """Runs a Program under a placement over several lanes (thin layer until HybridEngine lands).
-
-    ``lane_of_op``: OpGraph node name -> lane index into ``lanes``. Consecutive ops (graph order) on one
-    lane form a segment, compiled once by :meth:`Program.compile`. A call submits every segment to its
-    lane's FIFO worker in graph order; a segment first waits for its inputs from other lanes (futures),
-    moving them to its device when the lanes' devices differ.
-    """
-
-    def __init__(self, program: Any, graph: Any, lane_of_op: Mapping[str, int], lanes: Sequence[LaneSpec]) -> None:
-        self.program = program
-        self.lanes = list(lanes)
-        names = [n.name for n in graph.nodes]
-        runs: list[tuple[int, list[str]]] = []
-        for name in names:
-            lane = int(lane_of_op[name])
-            if not 0 <= lane < len(self.lanes):
-                raise ValueError(f"op {name!r} is placed on lane {lane}, but there are {len(self.lanes)} lanes")
-            if runs and runs[-1][0] == lane:
-                runs[-1][1].append(name)
-            else:
-                runs.append((lane, [name]))
-        self.segments = []
-        for k, (lane, ops) in enumerate(runs):
-            nodes = [n for op in ops for n in program.live_members(op)]
-            if not nodes:
-                continue
-            seg = program.compile(nodes, self.lanes[lane].device, label=f"seg_{k}")
-            self.segments.append((lane, seg))
-        graph_outs = [a.name for a in program.output_args if hasattr(a, "name")]
-        self.output_names = graph_outs
-        self._workers = _Workers(self.lanes)
-
-    def __call__(self, *inputs: Any) -> list[Any]:
-        flat = self.program.flatten_inputs(inputs)
-        home = str(self.program.home_device)
-        where: dict[str, tuple[Future | None, Any, str]] = {}   # value -> (future of its segment, value, device)
-        for name, v in zip(self.program.user_inputs, flat):
-            where[name] = (None, v, home)
-        futures = []
-        for lane, seg in self.segments:
-            dev = self.lanes[lane].device
-            deps = [(x, where[x]) for x in seg.inputs]
-
-            def task(seg=seg, deps=deps, dev=dev):
-                args = []
-                for x, (fut, v, vdev) in deps:
-                    if fut is not None:
-                        v = fut.result()[x]
-                    if vdev != dev:
-                        v = v.to(dev)
-                    args.append(v)
-                outs = seg.fn(*args)
-                if dev.startswith("cuda"):
-                    import torch
-
-                    torch.cuda.current_stream(dev).synchronize()
-                return dict(zip(seg.outputs, outs))
-
-            fut = self._workers.submit(lane, task)
-            futures.append(fut)
-            for x in seg.outputs:
-                where[x] = (fut, None, dev)
-        out = []
-        for name in self.output_names:
-            fut, v, _ = where[name]
-            out.append(fut.result()[name] if fut is not None else v)
-        for f in futures:  # surface an error of a segment whose outputs nobody awaited
-            f.result()
-        return out
-
-    def close(self) -> None:
-        self._workers.close()
-
-    def __enter__(self) -> "LaneExecutor":
         return self
 
     def __exit__(self, *exc: Any) -> None:

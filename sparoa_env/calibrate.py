@@ -1,0 +1,860 @@
+"""Traces -> SocProfile (the fit), and the fidelity check of a profile against real runs.
+
+The fit
+-------
+The cost model (:mod:`sparoa_env.costmodel`) prices an op on a CPU lane running ``n`` threads as::
+
+    t = max(c, m) + u * min(c, m) + overhead
+    c = flops / (R_type * S(n) * sat * speedup) + aux_flops / (R_aux * S(n))       sat = flops / (flops + h * 1e6)
+    m = traffic / (B * 1e6)                                                          S(n) = 1 / ((1 - p) + p / n)
+
+with ``R_type = peak_gflops / cores * op_efficiency[type] * 1e6`` (FLOP/ms on one core), ``R_aux`` the
+same with ``aux_efficiency``, ``h = half_efficiency_mflop``, ``B = mem_bw_frac * dram_bw_gbps``,
+``overhead = fixed_overhead_us + launch_overhead_us`` (a CPU lane pays both), ``p = parallel_fraction``,
+``u = unhidden_frac`` and ``speedup`` the sparsity curve. :func:`fit_processor` fits all of them at once
+(log-parametrised, bounded, ``scipy.optimize.least_squares``) to two kinds of residual:
+
+* every op timed inside real passes (``op`` rows, probe cost removed): ``log(pred / measured)``,
+  weighted by the square root of the op's share of its pass (plus a floor so small ops count too);
+* every end-to-end pass (``e2e`` rows): ``log(sum of predicted ops / measured pass)``, weighted
+  heavily. Per-op times taken inside passes still do not add up to the pass (one Python call per op is
+  added, the interpreter's caches differ); the e2e residuals make the fitted overhead and efficiencies
+  close that gap, so that the simulator's all-CPU latency (the sum of its ops) matches the executor.
+
+Op types with fewer than ``min_type_rows`` FLOP-bearing rows share the ``default`` efficiency. Launch
+(host dispatch) overhead comes from the ``dispatch`` micro-benchmark; the rest of the fitted per-op
+overhead is ``fixed_overhead_us``. The transfer model is a straight-line fit to the ``transfer`` rows,
+DRAM bandwidth the large-copy ``peak`` row, and the peak FLOP/s the large matmul (raised if a fitted
+efficiency would pass 1). Sparsity curves are fitted where the traces hold sparse variants; patterns
+never traced keep ``speedup = 1`` and say so in their source. Fields no trace informs (power, thermal)
+come from ``--base`` or are marked as assumptions.
+
+Fidelity
+--------
+:func:`run_fidelity` builds each model, runs it for real under K plans with the project's executor,
+asks the simulator for the same model, plan, batch and per-lane core counts, and reports the relative
+error of the prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .profile import DTYPES, SPARSE_PATTERNS, SocProfile, profile_from_dict
+
+__all__ = ["FitData", "ProcessorFit", "CalibrationResult", "fit_processor", "calibrate", "with_lane_cores",
+           "simulate_latency_ms", "make_plans", "run_fidelity", "DEPTHWISE_SIZES"]
+
+DEPTHWISE_SIZES = (9, 25, 49)
+_E2E_WEIGHT = 4.0
+_OP_FLOOR = 0.25  # share of an op's weight that does not depend on its time share
+_STAT_COLUMNS = {"median": "latency_ms", "p10": "latency_p10_ms"}
+_F_SCALE = 0.1    # robust loss: residuals beyond ~10% (noise-hit passes on a busy machine) count less than squared
+
+
+# ------------------------------------------------------------------------------------------- data
+def _type_key(op_type: str, flops: float, out_shape: Sequence[int], depthwise_sizes: Sequence[int]) -> str:
+    parts = op_type.split(".")
+    key = ".".join(parts[:2]) if len(parts) >= 2 else op_type
+    if "conv" in op_type and flops > 0:
+        numel = math.prod(out_shape) if out_shape else 0
+        k = flops / (2.0 * numel) if numel else 0.0
+        if any(abs(k - s) <= 1e-8 * max(1.0, s) for s in depthwise_sizes):
+            key += ".depthwise"
+    return key
+
+
+@dataclass
+class FitData:
+    """Op rows of one processor (arrays, one entry per op) plus the passes they belong to."""
+
+    flops: np.ndarray
+    aux: np.ndarray
+    traffic: np.ndarray
+    ws: np.ndarray
+    pattern: list[str]
+    threads: np.ndarray
+    measured: np.ndarray          # ms, probe cost removed
+    keys: list[str]               # efficiency key per op
+    config: np.ndarray            # index of the pass (config) each op belongs to
+    config_e2e: np.ndarray        # measured end-to-end ms per config (NaN when absent)
+    config_label: list[str]
+    config_threads: np.ndarray
+
+    @classmethod
+    def from_frame(cls, df: Any, processor: str = "cpu", depthwise_sizes: Sequence[int] = DEPTHWISE_SIZES,
+                   stat: str = "median") -> "FitData":
+        """``stat``: which summary of the repeats to fit, ``median`` (default) or ``p10`` (closer to the
+        machine's uncontended speed when other work shares it; use the same in ``sparoa fidelity``)."""
+        col = _STAT_COLUMNS[stat]
+        ops = df[(df["kind"] == "op") & (df["processor"] == processor)]
+        if ops.empty:
+            raise ValueError(f"the traces hold no op rows for processor {processor!r}")
+        probes = df[df["kind"] == "probe"].groupby(["trace_id", "model", "batch", "threads"])["latency_ms"].median()
+        e2e = df[(df["kind"] == "e2e") & (df["processor"] == processor)]
+        e2e_ms = e2e.groupby(["trace_id", "model", "batch", "threads"])[col].median()
+        cfg_keys = list(dict.fromkeys(zip(ops["trace_id"], ops["model"], ops["batch"], ops["threads"])))
+        cfg_index = {k: i for i, k in enumerate(cfg_keys)}
+        config = np.array([cfg_index[k] for k in zip(ops["trace_id"], ops["model"], ops["batch"], ops["threads"])])
+        probe = np.array([float(probes.get(k, 0.0)) for k in cfg_keys])
+        measured = ops[col].to_numpy(float) - probe[config]
+        shapes = [tuple(json.loads(s)) if s else () for s in ops["out_shape"]]
+        flops = ops["flops"].to_numpy(float)
+        keys = [_type_key(t, f, s, depthwise_sizes) for t, f, s in zip(ops["op_type"], flops, shapes)]
+        return cls(flops=flops, aux=ops["aux_flops"].to_numpy(float),
+                   traffic=(ops["bytes_in"] + ops["bytes_out"] + ops["weight_bytes"]).to_numpy(float),
+                   ws=ops["weight_sparsity"].to_numpy(float), pattern=list(ops["sparsity_pattern"]),
+                   threads=ops["threads"].to_numpy(float), measured=np.maximum(measured, 1e-6), keys=keys,
+                   config=config, config_e2e=np.array([float(e2e_ms.get(k, math.nan)) for k in cfg_keys]),
+                   config_label=[f"{m} b{b} t{t}" for (_, m, b, t) in cfg_keys],
+                   config_threads=np.array([float(k[3]) for k in cfg_keys]))
+
+
+@dataclass
+class ProcessorFit:
+    """Fitted parameters of one processor (rates in FLOP/ms on one core)."""
+
+    rates: dict[str, float]
+    aux_rate: float
+    half_mflop: float
+    bw_gbps: float
+    overhead_ms: float
+    parallel_fraction: float
+    unhidden_frac: float
+    curves: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def predict(self, d: FitData) -> np.ndarray:
+        return _predict(d, self)
+
+
+def _speedups(d: FitData, curves: Mapping[str, tuple[Sequence[float], Sequence[float]]]) -> np.ndarray:
+    s = np.ones(len(d.flops))
+    for pat, (rho, sp) in curves.items():
+        mask = np.array([p == pat for p in d.pattern])
+        if mask.any():
+            s = np.where(mask, np.interp(d.ws, rho, sp), s)
+    return s
+
+
+def _predict(d: FitData, f: ProcessorFit) -> np.ndarray:
+    rate = np.array([f.rates.get(k, f.rates["default"]) for k in d.keys])
+    S = 1.0 / ((1.0 - f.parallel_fraction) + f.parallel_fraction / d.threads)
+    half = f.half_mflop * 1e6
+    speed = _speedups(d, f.curves)
+    main = np.where(d.flops > 0, (d.flops + half) / (rate * S * speed), 0.0)
+    c = main + d.aux / (f.aux_rate * S)
+    m = d.traffic / (f.bw_gbps * 1e6)
+    return np.maximum(c, m) + f.unhidden_frac * np.minimum(c, m) + f.overhead_ms
+
+
+def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float | None = None,
+                  init: ProcessorFit | None = None) -> ProcessorFit:
+    """Least-squares fit of the cost-model parameters of one processor to its op and e2e rows."""
+    from scipy.optimize import least_squares
+
+    with_flops = d.flops > 0
+    counts: dict[str, int] = {}
+    for k, w in zip(d.keys, with_flops):
+        if w:
+            counts[k] = counts.get(k, 0) + 1
+    keys = sorted(k for k, c in counts.items() if c >= min_type_rows and k != "default")
+    d_keys = [k if k in keys else "default" for k in d.keys]
+    use_default = any(k == "default" and w for k, w in zip(d_keys, with_flops))
+    all_keys = keys + (["default"] if use_default else [])
+    key_idx = np.array([all_keys.index(k) if (k in all_keys and w) else 0 for k, w in zip(d_keys, with_flops)])
+    patterns = sorted({p for p, w in zip(d.pattern, with_flops) if w and p != "dense"})
+    levels: dict[str, list[float]] = {}
+    for pat in patterns:
+        ws = np.array([x for x, p, w in zip(d.ws, d.pattern, with_flops) if p == pat and w and x > 0])
+        levels[pat] = sorted({round(float(x) * 20) / 20 for x in ws if 0.0 < round(float(x) * 20) / 20 < 1.0})
+    vary_p = fixed_parallel is None and len(set(d.threads.tolist())) > 1
+
+    # initial guesses: rates from big ops, bandwidth from memory-bound ones
+    fl, t = d.flops, d.measured
+    g0 = float(np.median((fl / t)[with_flops])) if with_flops.any() else 1e7
+    a0 = float(np.median((d.aux / t)[(~with_flops) & (d.aux > 0)])) if ((~with_flops) & (d.aux > 0)).any() else 1e6
+    b0 = float(np.percentile(d.traffic / t / 1e6, 90)) if len(t) else 10.0
+    if init is not None:
+        x0 = [math.log(init.rates.get(k, init.rates.get("default", g0))) for k in all_keys]
+        x0 += [math.log(max(init.half_mflop, 1e-4)), math.log(init.aux_rate), math.log(init.bw_gbps),
+               math.log(max(init.overhead_ms, 1e-6)), _logit(init.parallel_fraction), _logit(init.unhidden_frac)]
+    else:
+        x0 = [math.log(max(g0, 1.0)) + 0.5] * len(all_keys)
+        x0 += [math.log(1.0), math.log(max(a0, 1.0)), math.log(max(b0, 0.1)),
+               math.log(max(float(np.percentile(t, 5)), 1e-4) * 0.5), _logit(0.8 if fixed_parallel is None else fixed_parallel),
+               _logit(0.3)]
+    n_lv = sum(len(v) for v in levels.values())
+    x0 = np.array(x0 + [0.0] * n_lv, dtype=float)
+    nk = len(all_keys)
+
+    lo = np.full(len(x0), -np.inf)
+    hi = np.full(len(x0), np.inf)
+    lo[:nk], hi[:nk] = math.log(1e3), math.log(1e12)                     # FLOP/ms: 1 MFLOP/s .. 1 PFLOP/s
+    lo[nk], hi[nk] = math.log(1e-4), math.log(1e4)                      # half-efficiency MFLOP
+    # elementwise rate: an unidentified one (every elementwise op memory-bound) must not run off to
+    # infinity, or the peak it implies would crush every efficiency; 10x the fastest guess is ample
+    lo[nk + 1], hi[nk + 1] = math.log(1e3), math.log(max(10 * max(g0, a0), 1e4))
+    lo[nk + 3], hi[nk + 3] = math.log(1e-6), math.log(10.0)             # overhead ms
+    lo[nk + 4], hi[nk + 4] = _logit(0.01), _logit(0.999)                 # parallel fraction
+    lo[nk + 5], hi[nk + 5] = _logit(0.001), _logit(0.999)                # unhidden
+    lo[nk + 6:], hi[nk + 6:] = math.log(0.2), math.log(20.0)             # sparsity speedups
+    x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
+
+    # residual weights: share of the pass, with a floor
+    n_cfg = len(d.config_e2e)
+    cfg_total = np.bincount(d.config, weights=t, minlength=n_cfg)
+    cfg_n = np.bincount(d.config, minlength=n_cfg).astype(float)
+    share = t / cfg_total[d.config]
+    w_op = np.sqrt((1 - _OP_FLOOR) * share + _OP_FLOOR / cfg_n[d.config])
+    has_e2e = np.isfinite(d.config_e2e)
+
+    def unpack(x: np.ndarray) -> ProcessorFit:
+        rates = {k: float(math.exp(x[i])) for i, k in enumerate(all_keys)}
+        if "default" not in rates:
+            rates["default"] = float(math.exp(np.mean(x[:nk]))) if nk else g0
+        curves: dict[str, tuple[list[float], list[float]]] = {}
+        j = nk + 6
+        for pat in patterns:
+            sp = [float(math.exp(v)) for v in x[j:j + len(levels[pat])]]
+            j += len(levels[pat])
+            if sp:
+                curves[pat] = ([0.0] + levels[pat] + [1.0], [1.0] + sp + [sp[-1]])
+        p = fixed_parallel if not vary_p else _sigmoid(x[nk + 4])
+        if fixed_parallel is None and not vary_p:
+            p = _sigmoid(x0[nk + 4])
+        return ProcessorFit(rates=rates, aux_rate=float(math.exp(x[nk + 1])), half_mflop=float(math.exp(x[nk])),
+                            bw_gbps=float(math.exp(x[nk + 2])), overhead_ms=float(math.exp(x[nk + 3])),
+                            parallel_fraction=float(p), unhidden_frac=float(_sigmoid(x[nk + 5])), curves=curves)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        f = unpack(x)
+        pred = _predict(d, f)
+        r_op = w_op * (np.log(pred) - np.log(t))
+        sums = np.bincount(d.config, weights=pred, minlength=n_cfg)
+        r_e2e = _E2E_WEIGHT * (np.log(sums[has_e2e]) - np.log(d.config_e2e[has_e2e]))
+        reg = 1e-3 * (x[:nk] - np.mean(x[:nk])) if nk else np.zeros(0)   # keeps unidentified rates sane
+        return np.concatenate([r_op, r_e2e, reg])
+
+    active = np.ones(len(x0), bool)
+    if not vary_p:
+        active[nk + 4] = False
+
+    def res_active(xa: np.ndarray) -> np.ndarray:
+        x = x0.copy()
+        x[active] = xa
+        return residuals(x)
+
+    best = None
+    for start in (x0, _perturb(x0, lo, hi)):
+        sol = least_squares(res_active, start[active], bounds=(lo[active], hi[active]), method="trf",
+                            x_scale="jac", max_nfev=400, loss="soft_l1", f_scale=_F_SCALE)
+        if best is None or sol.cost < best.cost:
+            best = sol
+    x = x0.copy()
+    x[active] = best.x
+    out = unpack(x)
+    out.rows = counts
+    return out
+
+
+def _perturb(x0: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    x = x0.copy()
+    rng = np.random.default_rng(0)
+    x = x + rng.normal(0, 0.5, size=len(x))
+    return np.clip(x, lo + 1e-9, hi - 1e-9)
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+# ------------------------------------------------------------------------------------------- fit report
+def fit_report(d: FitData, f: ProcessorFit) -> dict[str, Any]:
+    """Errors of the fit on its own traces: per-op (time-weighted) and per pass."""
+    pred = _predict(d, f)
+    rel = pred / d.measured - 1.0
+    w = d.measured / d.measured.sum()
+    order = np.argsort(np.abs(rel))
+    cum = np.cumsum(w[order])
+    op_wmed = float(np.abs(rel)[order][np.searchsorted(cum, 0.5)]) if len(rel) else math.nan
+    n_cfg = len(d.config_e2e)
+    sums = np.bincount(d.config, weights=pred, minlength=n_cfg)
+    meas_sums = np.bincount(d.config, weights=d.measured, minlength=n_cfg)
+    passes = []
+    for i in range(n_cfg):
+        e2e = d.config_e2e[i]
+        passes.append({"config": d.config_label[i], "measured_ms": float(e2e), "predicted_ms": float(sums[i]),
+                       "ops_sum_ms": float(meas_sums[i]),
+                       "error": float(sums[i] / e2e - 1.0) if e2e == e2e else math.nan})
+    errs = np.array([p["error"] for p in passes if p["error"] == p["error"]])
+    return {"op_weighted_median_abs_error": op_wmed,
+            "op_median_abs_error": float(np.median(np.abs(rel))) if len(rel) else math.nan,
+            "e2e_median_abs_error": float(np.median(np.abs(errs))) if len(errs) else math.nan,
+            "e2e_max_abs_error": float(np.max(np.abs(errs))) if len(errs) else math.nan,
+            "e2e_within_5pct": float(np.mean(np.abs(errs) <= 0.05)) if len(errs) else math.nan,
+            "e2e_within_10pct": float(np.mean(np.abs(errs) <= 0.10)) if len(errs) else math.nan,
+            "passes": passes}
+
+
+# ------------------------------------------------------------------------------------------- profile
+@dataclass
+class CalibrationResult:
+    profile: SocProfile
+    fits: dict[str, ProcessorFit]
+    reports: dict[str, dict[str, Any]]
+    noise: dict[str, float]
+    trace_ids: list[str]
+    excluded: list[str] = field(default_factory=list)
+    stat: str = "median"
+
+
+def _linfit_transfer(rows: Any) -> tuple[float, float]:
+    """(latency_us, bandwidth_gbps) of ``t = a + nbytes / bw`` by non-negative least squares."""
+    from scipy.optimize import nnls
+
+    per_size = rows.groupby("nbytes")["latency_ms"].median()
+    x = per_size.index.to_numpy(float)
+    y = per_size.to_numpy(float)
+    wts = 1.0 / np.maximum(y, 0.01)  # relative error (floor 10 us): small and large transfers count alike
+    A = np.stack([np.ones_like(x), x], axis=1) * wts[:, None]
+    (a, b), _ = nnls(A, y * wts)
+    bw = 1.0 / (b * 1e6) if b > 0 else 1000.0
+    return a * 1e3, min(bw, 1000.0)
+
+
+def _median(df: Any, **eq: Any) -> float:
+    sel = df
+    for k, v in eq.items():
+        sel = sel[sel[k] == v]
+    return float(sel["latency_ms"].median()) if len(sel) else math.nan
+
+
+def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: int | None = None,
+              min_type_rows: int = 3, trace_files: Sequence[str] = (), stat: str = "median",
+              max_spread: float | None = None, threads: Sequence[int] | None = None) -> CalibrationResult:
+    """Fit a profile to the traces in ``df`` (from :func:`sparoa_env.traces.read_traces`).
+
+    ``stat``: ``median`` or ``p10`` of the repeats. ``max_spread``: passes whose end-to-end spread
+    ``(p90 - p10) / median`` exceeds it were disturbed by other work on the machine; their op and e2e
+    rows are left out of the fit (listed in ``excluded``). ``threads``: fit only passes (and
+    micro-benchmarks) run with these thread counts."""
+    if stat not in _STAT_COLUMNS:
+        raise ValueError(f"stat must be one of {list(_STAT_COLUMNS)}, got {stat!r}")
+    if threads:
+        keep = df["threads"].isin(list(threads)) | ~df["kind"].isin(("op", "e2e", "probe", "dispatch", "peak"))
+        if not (keep & (df["kind"] == "op")).any():
+            raise ValueError(f"no op rows with threads in {list(threads)}; the traces have threads "
+                             f"{sorted(int(t) for t in df['threads'].unique())}")
+        df = df[keep]
+    df, excluded = _drop_noisy(df, max_spread)
+    trace_ids = sorted(df["trace_id"].unique())
+    machine = sorted(df["machine_id"].unique())
+    cpu_rows = df[df["processor"] == "cpu"]
+    gpu_procs = sorted(p for p in df["processor"].unique() if p.startswith("cuda"))
+    if cpu_rows[cpu_rows["kind"] == "op"].empty:
+        raise ValueError("the traces hold no CPU op rows: record them with 'sparoa profile MODEL --device cpu'")
+    # machine facts
+    ncores = int(max(cpu_rows["threads"].max(), _affinity_size(df)))
+    freq = cpu_rows["cpu_freq_mhz"].dropna()
+    freq_mhz = float(freq.median()) if len(freq) else math.nan
+    torch_versions = sorted(df["torch_version"].unique())
+    # CPU fit
+    d_cpu = FitData.from_frame(df, "cpu", stat=stat)
+    thread_counts = sorted({int(t) for t in d_cpu.threads})
+    f_cpu = fit_processor(d_cpu, min_type_rows=min_type_rows)
+    reports = {"cpu": fit_report(d_cpu, f_cpu)}
+    fits = {"cpu": f_cpu}
+    # per-core peak from the matmul rows, corrected by the fitted Amdahl factor
+    peak_rows = cpu_rows[(cpu_rows["kind"] == "peak") & (cpu_rows["op_type"] == "aten.mm")]
+    per_core = 0.0
+    for _, r in peak_rows.iterrows():
+        S = 1.0 / ((1 - f_cpu.parallel_fraction) + f_cpu.parallel_fraction / r["threads"])
+        per_core = max(per_core, r["flops"] / (r["latency_ms"] * 1e6) / S)  # GFLOP/s per core
+    max_rate = max(list(f_cpu.rates.values()) + [f_cpu.aux_rate]) / 1e6
+    per_core = max(per_core, max_rate / 0.98)
+    copy_rows = cpu_rows[(cpu_rows["kind"] == "peak") & (cpu_rows["op_type"] == "aten.copy")]
+    copy_bw = float(((copy_rows["bytes_in"] + copy_rows["bytes_out"]) / (copy_rows["latency_ms"] * 1e6)).max()) \
+        if len(copy_rows) else math.nan
+    dram = max(copy_bw if copy_bw == copy_bw else 0.0, f_cpu.bw_gbps)
+    dispatch_ms = _median(cpu_rows, kind="dispatch")
+    launch_us = min(dispatch_ms * 1e3 if dispatch_ms == dispatch_ms else 0.0, f_cpu.overhead_ms * 1e3)
+    fixed_us = max(f_cpu.overhead_ms * 1e3 - launch_us, 0.0)
+    xfer = df[df["kind"] == "transfer"]
+    noise = _noise(df)
+
+    ref = "traces"
+    src_fit = f"[{ref}] fitted by sparoa calibrate to op rows timed inside real passes and to end-to-end passes"
+    refs = {ref: f"sparoa traces {', '.join(trace_ids)} ({len(trace_files) or len(trace_ids)} file(s)) of machine "
+                 f"{', '.join(machine)}: {_models_summary(df)}; torch {', '.join(torch_versions)}"}
+    if base is not None:
+        refs.update({k: v for k, v in base.references.items()})
+    cpu_eff = {k: min(max(v / 1e6 / per_core, 1e-6), 1.0) for k, v in f_cpu.rates.items()}
+    curves = _curve_dicts(f_cpu, "cpu", ref)
+    freq_src = (f"[{ref}] median cpu_freq_mhz read during recording" if freq_mhz == freq_mhz else
+                "assumption: the CPU clock is not readable on this machine (no cpufreq); a nominal 1000 MHz, "
+                "only ratios of clocks enter the cost model")
+    freq_val = freq_mhz if freq_mhz == freq_mhz else 1000.0
+    power_src = ("assumption: not measured (no power sensor read on this host); a nominal server-core figure, "
+                 "for relative energy only")
+    lanes = cpu_lanes if cpu_lanes is not None else (1 if gpu_procs else (2 if ncores >= 2 else 1))
+    procs = []
+    for k in range(lanes):
+        pname = "cpu" if lanes == 1 else f"cpu{k}"
+        procs.append({
+            "name": pname, "kind": "cpu", "cores": ncores, "max_freq_mhz": freq_val,
+            "peak_gflops": per_core * ncores,
+            "dtype_speedup": {"float16": 1.0, "bfloat16": 1.0, "int8": 1.0},
+            "parallel_fraction": f_cpu.parallel_fraction,
+            "mem_bw_frac": min(max(f_cpu.bw_gbps / dram, 1e-3), 1.0),
+            "launch_overhead_us": launch_us, "fixed_overhead_us": fixed_us, "async_dispatch": False,
+            "half_efficiency_mflop": f_cpu.half_mflop, "op_efficiency": cpu_eff,
+            "aux_efficiency": min(max(f_cpu.aux_rate / 1e6 / per_core, 1e-6), 1.0),
+            "sparsity": curves,
+            "static_power_w": 2.0, "dynamic_power_w": 8.0 * ncores, "power_freq_exponent": 2.5,
+            "sources": {
+                "kind": f"[{ref}] a CPU core group" + (f" (lane {k} of {lanes}: each lane is a worker thread pinned to "
+                                                       "its own cores)" if lanes > 1 else ""),
+                "cores": f"[{ref}] cores this process could use when the traces were recorded",
+                "max_freq_mhz": freq_src,
+                "peak_gflops": f"[{ref}] 1024^3 sgemm rate per core (Amdahl-corrected) times cores, raised to keep "
+                               "every fitted efficiency <= 1",
+                "dtype_speedup": "assumption: only float32 was traced; reduced precision priced as float32",
+                "parallel_fraction": (src_fit + " (passes at " + ", ".join(map(str, thread_counts)) + " threads)"
+                                      if len(thread_counts) > 1 else
+                                      f"assumption: traces at {thread_counts[0]} thread(s) only, so the Amdahl fraction "
+                                      f"is not identifiable; {f_cpu.parallel_fraction:g} assumed"),
+                "mem_bw_frac": src_fit + ", over the large-copy DRAM bandwidth",
+                "launch_overhead_us": f"[{ref}] dispatch micro-benchmark: host time of a tiny op from compiled code",
+                "fixed_overhead_us": src_fit + ": the fitted per-op overhead minus the dispatch cost",
+                "async_dispatch": "assumption: by construction of the executor, a CPU lane runs its ops on its own worker thread, which waits for each op",
+                "half_efficiency_mflop": src_fit, "op_efficiency": src_fit + " (FLOP/s per op type over peak)",
+                "aux_efficiency": src_fit,
+                "static_power_w": power_src, "dynamic_power_w": power_src, "power_freq_exponent": power_src,
+            }})
+    if gpu_procs:
+        procs.append(_gpu_processor(df, gpu_procs[0], ref, src_fit, fits, reports, min_type_rows, stat))
+    names = [p["name"] for p in procs]
+    cpu_names = [p["name"] for p in procs if p["kind"] == "cpu"]
+    modes = _modes(procs, ncores, ref)
+    if xfer.empty:
+        lat_us, bw_gbps, kind = 0.0, dram, "unified"
+        xsrc = "assumption: no transfer rows; one shared memory"
+    else:
+        lat_us, bw_gbps = _linfit_transfer(xfer)
+        kind = "pcie" if gpu_procs else "unified"
+        xsrc = (f"[{ref}] straight-line fit to the transfer sweep ("
+                + ("host<->device copies" if gpu_procs else "hand-off between worker threads on two core groups") + ")")
+    mem_gb = _memory_gb(df)
+    d = {
+        "schema_version": 1, "name": name,
+        "description": _description(name, machine, lanes, gpu_procs, noise, trace_ids),
+        "provenance": "measured:" + ",".join(trace_ids),
+        "references": refs,
+        "processors": procs,
+        "power_modes": modes, "default_power_mode": "MAXN",
+        "memory": {"dram_bw_gbps": dram, "capacity_gb": mem_gb,
+                   "sources": {"dram_bw_gbps": f"[{ref}] 64 MiB copy on all cores (read + write bytes)",
+                               "capacity_gb": f"[{ref}] machine memory recorded with the traces"}},
+        "transfer": {"kind": kind, "latency_us": lat_us, "bandwidth_gbps": bw_gbps,
+                     "sources": {"kind": xsrc, "latency_us": xsrc, "bandwidth_gbps": xsrc}},
+        "thermal": {"ambient_c": 25.0, "resistance_c_per_w": 0.5, "time_constant_s": 60.0, "throttle_start_c": 95.0,
+                    "throttle_full_c": 105.0, "throttle_min_freq_frac": 0.5,
+                    "sources": {k: "assumption: not measured; the host's cooling is assumed to keep it below throttling "
+                                   "(run the simulator with thermal=False for this profile)"
+                                for k in ("ambient_c", "resistance_c_per_w", "time_constant_s", "throttle_start_c",
+                                          "throttle_full_c", "throttle_min_freq_frac")}},
+        "power": {"idle_w": 10.0, "sources": {"idle_w": power_src}},
+        "cost_rules": {"unhidden_frac": f_cpu.unhidden_frac, "depthwise_reduction_sizes": list(DEPTHWISE_SIZES),
+                       "host_processor": cpu_names[0], "host_freq_exponent": 1.0,
+                       "sources": {"unhidden_frac": src_fit,
+                                   "depthwise_reduction_sizes": "assumption: single-channel 3x3, 5x5, 7x7 windows",
+                                   "host_processor": "assumption: by construction, the Python dispatcher runs on the first CPU lane",
+                                   "host_freq_exponent": "assumption: dispatch is CPU-bound Python, time ~ 1 / clock"}},
+    }
+    if base is not None:
+        _merge_base(d, base)
+    profile = profile_from_dict(d, source=f"<calibrated {name}>")
+    reports["cpu"]["profile_vs_fit_max_deviation"] = _check_reproduces(profile, df, d_cpu, f_cpu)
+    return CalibrationResult(profile=profile, fits=fits, reports=reports, noise=noise, trace_ids=trace_ids,
+                             excluded=excluded, stat=stat)
+
+
+def _drop_noisy(df: Any, max_spread: float | None) -> tuple[Any, list[str]]:
+    if max_spread is None:
+        return df, []
+    e2e = df[df["kind"] == "e2e"]
+    spread = (e2e["latency_p90_ms"] - e2e["latency_p10_ms"]) / e2e["latency_ms"]
+    bad = e2e[spread > max_spread]
+    keys = set(zip(bad["trace_id"], bad["model"], bad["batch"], bad["threads"], bad["processor"]))
+    if not keys:
+        return df, []
+    k = list(zip(df["trace_id"], df["model"], df["batch"], df["threads"], df["processor"]))
+    drop = np.array([x in keys and kd in ("op", "e2e", "probe") for x, kd in zip(k, df["kind"])])
+    kept = df[~drop]
+    if kept[kept["kind"] == "op"].empty:
+        raise ValueError(f"every pass in the traces is noisier than --max-spread {max_spread} (spread = (p90 - p10) / "
+                         f"median of the end-to-end passes; median here {float(spread.median()):.2f}): the machine "
+                         "was busy. Re-record on a quiet machine, or raise --max-spread")
+    labels = sorted(f"{m} b{b} t{t} ({p})" for _, m, b, t, p in keys)
+    return kept, labels
+
+def graphs_from_trace(df: Any, processor: str = "cpu") -> dict[tuple, Any]:
+    """An OpGraph (nodes only, a chain of edges) per (trace, model, batch, threads) from the op rows, so
+    that traces can be priced by the cost model without torch."""
+    from .graph import Edge, OpGraph, OpNode
+
+    ops = df[(df["kind"] == "op") & (df["processor"] == processor)]
+    out = {}
+    for key, g in ops.groupby(["trace_id", "model", "batch", "threads"], sort=False):
+        nodes = []
+        for r in g.itertuples(index=False):
+            nodes.append(OpNode(name=r.op_name, op_type=r.op_type, flops=r.flops, bytes_in=r.bytes_in,
+                                bytes_out=r.bytes_out, weight_bytes=r.weight_bytes, weight_sparsity=r.weight_sparsity,
+                                input_sparsity=r.input_sparsity, sparsity=r.sparsity,
+                                intensity=OpNode.arithmetic_intensity(r.flops, r.bytes_in, r.bytes_out, r.weight_bytes),
+                                out_shape=tuple(json.loads(r.out_shape)) if r.out_shape else (),
+                                aux_flops=r.aux_flops, sparsity_pattern=r.sparsity_pattern,
+                                dtype=r.dtype or "float32"))
+        edges = [Edge(a.name, b.name, a.bytes_out) for a, b in zip(nodes, nodes[1:])]
+        out[key] = OpGraph(str(key[1]), int(key[2]), nodes, edges, {"source": "rebuilt from trace op rows"})
+    return out
+
+
+def _check_reproduces(profile: SocProfile, df: Any, d: FitData, f: ProcessorFit) -> float:
+    """The written profile, through the cost model, must give the fit's own per-pass sums (a guard against
+    a parameter lost in translation); returns the largest relative deviation."""
+    from .costmodel import CostModel
+
+    lane = profile.processor_names[0]
+    pred = _predict(d, f)
+    sums = np.bincount(d.config, weights=pred, minlength=len(d.config_e2e))
+    worst = 0.0
+    graphs = graphs_from_trace(df[df["processor"] == "cpu"], "cpu")
+    cms: dict[int, Any] = {}
+    for i, (key, g) in enumerate(graphs.items()):
+        n = int(key[3])
+        if n not in cms:
+            cms[n] = CostModel(with_lane_cores(profile, {lane: n}))
+        c = cms[n].op_costs(g, "fidelity")
+        total = float((c.nominal_ms[:, 0] + c.host_ms[:, 0]).sum())
+        worst = max(worst, abs(total / sums[i] - 1.0))
+    if worst > 0.01:
+        raise RuntimeError(f"internal error: the written profile prices the traced passes up to {worst:.1%} away from "
+                           "the fit (a fitted value did not fit the profile's ranges); please report it")
+    return worst
+
+
+def _affinity_size(df: Any) -> int:
+    best = 1
+    for c in df["cores"].unique():
+        n = 0
+        for part in str(c).replace("|", ",").split(","):
+            part = part.split("@")[0]
+            if not part or not part.replace("-", "").isdigit():
+                continue
+            lo, _, hi = part.partition("-")
+            n += int(hi or lo) - int(lo) + 1
+        best = max(best, n)
+    return best
+
+
+def _memory_gb(df: Any) -> float:
+    mids = df["machine_id"].unique()
+    for m in mids:
+        for part in str(m).split("-"):
+            if part.endswith("g") and part[:-1].isdigit():
+                return float(part[:-1]) or 1.0
+    return 8.0
+
+
+def _models_summary(df: Any) -> str:
+    ops = df[df["kind"] == "e2e"]
+    models = sorted(ops["model"].unique())
+    batches = sorted(int(b) for b in ops["batch"].unique())
+    threads = sorted(int(t) for t in ops["threads"].unique())
+    return f"models {', '.join(models)}; batch {batches}; threads {threads}"
+
+
+def _noise(df: Any) -> dict[str, float]:
+    e2e = df[df["kind"] == "e2e"]
+    if e2e.empty:
+        return {}
+    return {"e2e_cv_median": float(e2e["cv"].median()), "e2e_cv_max": float(e2e["cv"].max()),
+            "p90_over_p10_median": float((e2e["latency_p90_ms"] / e2e["latency_p10_ms"]).median()),
+            "loadavg_1m_median": float(e2e["loadavg_1m"].median()),
+            "ops_sum_over_e2e_median": float((e2e["ops_sum_ms"] / e2e["latency_ms"]).median())}
+
+
+def _curve_dicts(f: ProcessorFit, proc: str, ref: str) -> dict[str, Any]:
+    out = {}
+    for pat in SPARSE_PATTERNS:
+        if pat in f.curves:
+            rho, sp = f.curves[pat]
+            out[pat] = {"rho": rho, "speedup": sp, "over": "weight_sparsity", "min_channels": 0, "min_batch": 1,
+                        "weight_storage": "dense", "index_overhead": 0.0,
+                        "source": f"[{ref}] fitted to {pat} variants at weight sparsity {rho[1:-1]} on {proc}"}
+        else:
+            out[pat] = {"rho": [0.0, 1.0], "speedup": [1.0, 1.0], "over": "weight_sparsity", "min_channels": 0,
+                        "min_batch": 1, "weight_storage": "dense", "index_overhead": 0.0,
+                        "source": f"assumption: no {pat} variant was traced; the executor runs masked weights with "
+                                  "dense kernels, so no gain is assumed"}
+    return out
+
+
+def _modes(procs: list[dict], ncores: int, ref: str) -> dict[str, Any]:
+    cpu = [p["name"] for p in procs if p["kind"] == "cpu"]
+    others = [p for p in procs if p["kind"] != "cpu"]
+    freq = {p["name"]: p["max_freq_mhz"] for p in procs}
+    share = max(ncores // len(cpu), 1)
+    maxn_cores = {n: share for n in cpu}
+    maxn_cores[cpu[-1]] = max(ncores - share * (len(cpu) - 1), 1)
+    for p in others:
+        maxn_cores[p["name"]] = p["cores"]
+    src = (f"[{ref}] the lane layout of the traces: " +
+           ("each CPU lane is a worker thread pinned to its own group of the machine's cores (device map "
+            "'cpu0=cpu:<first half>;cpu1=cpu:<second half>'); named MAXN so that the environment's default "
+            "power_mode applies; clocks are as the OS sets them (recorded, not pinned)" if len(cpu) > 1 else
+            "the CPU lane with all cores, the accelerator at its default clocks"))
+    modes = {"MAXN": {"cores": maxn_cores, "max_freq_mhz": dict(freq), "memory_bw_frac": 1.0, "budget_w": 0.0,
+                      "source": src}}
+    if len(cpu) > 1:
+        single = {n: 1 for n in cpu}
+        single[cpu[0]] = ncores
+        for p in others:
+            single[p["name"]] = p["cores"]
+        modes["single-lane"] = {"cores": single, "max_freq_mhz": dict(freq), "memory_bw_frac": 1.0, "budget_w": 0.0,
+                                "source": f"[{ref}] all cores on lane {cpu[0]} (the all-CPU runs of the traces); the "
+                                          "other lanes are nominal and should stay unused"}
+    return modes
+
+
+def _gpu_processor(df: Any, proc: str, ref: str, src_fit: str, fits: dict, reports: dict, min_type_rows: int,
+                   stat: str) -> dict:
+    """A GPU lane fitted from CUDA traces (op rows timed by CUDA events inside passes)."""
+    d = FitData.from_frame(df, proc, stat=stat)
+    f = fit_processor(d, min_type_rows=min_type_rows, fixed_parallel=0.995)
+    fits["gpu"], reports["gpu"] = f, fit_report(d, f)
+    rows = df[df["processor"] == proc]
+    meta_sms = rows["threads"].max()  # not the SM count: kept only as a floor
+    pk = rows[(rows["kind"] == "peak") & (rows["op_type"] == "aten.mm")]
+    peak = float((pk["flops"] / (pk["latency_ms"] * 1e6)).max()) if len(pk) else 0.0
+    peak = max(peak, max(f.rates.values()) / 1e6 / 0.98, f.aux_rate / 1e6 / 0.98)
+    cp = rows[(rows["kind"] == "peak") & (rows["op_type"] == "aten.copy")]
+    gbw = float(((cp["bytes_in"] + cp["bytes_out"]) / (cp["latency_ms"] * 1e6)).max()) if len(cp) else f.bw_gbps
+    launch = _median(rows, kind="dispatch")
+    dev_tiny = _median(rows, kind="launch")
+    freq = rows["gpu_freq_mhz"].dropna()
+    cores = int(max(meta_sms, 1))
+    return {
+        "name": "gpu", "kind": "gpu", "cores": cores, "max_freq_mhz": float(freq.max()) if len(freq) else 1000.0,
+        "peak_gflops": peak, "dtype_speedup": {"float16": 1.0, "bfloat16": 1.0, "int8": 1.0},
+        "parallel_fraction": 0.995, "mem_bw_frac": min(max(f.bw_gbps / max(gbw, f.bw_gbps), 1e-3), 1.0),
+        "launch_overhead_us": (launch * 1e3) if launch == launch else 5.0,
+        "fixed_overhead_us": max(f.overhead_ms * 1e3, (dev_tiny * 1e3) if dev_tiny == dev_tiny else 0.0),
+        "async_dispatch": True, "half_efficiency_mflop": f.half_mflop,
+        "op_efficiency": {k: min(max(v / 1e6 / peak, 1e-6), 1.0) for k, v in f.rates.items()},
+        "aux_efficiency": min(max(f.aux_rate / 1e6 / peak, 1e-6), 1.0),
+        "sparsity": _curve_dicts(f, proc, ref),
+        "static_power_w": 20.0, "dynamic_power_w": 200.0, "power_freq_exponent": 2.5,
+        "sources": {
+            "kind": f"[{ref}] CUDA device {proc}", "cores": f"[{ref}] nominal (SM count not recorded in rows)",
+            "max_freq_mhz": f"[{ref}] SM clock read through NVML during recording (1000 when unreadable)",
+            "peak_gflops": f"[{ref}] 4096^3 sgemm rate, raised to keep every fitted efficiency <= 1",
+            "dtype_speedup": "assumption: only float32 was traced",
+            "parallel_fraction": "assumption: a GPU spreads an op over all SMs (0.995)",
+            "mem_bw_frac": src_fit + ", over the device's large-copy bandwidth",
+            "launch_overhead_us": f"[{ref}] host time per tiny-kernel launch",
+            "fixed_overhead_us": src_fit + " (device-side per-op time; at least a tiny kernel's)",
+            "async_dispatch": "assumption: by construction, a CUDA stream: the host goes on after the launch",
+            "half_efficiency_mflop": src_fit, "op_efficiency": src_fit, "aux_efficiency": src_fit,
+            "static_power_w": "assumption: not measured", "dynamic_power_w": "assumption: not measured",
+            "power_freq_exponent": "assumption: not measured",
+        }}
+
+
+def _merge_base(d: dict, base: SocProfile) -> None:
+    """Fields no trace informs (power, thermal) come from ``base`` when it has them."""
+    b = base.to_dict()
+    d["thermal"] = b["thermal"]
+    d["power"] = b["power"]
+    bp = {p["name"]: p for p in b["processors"]}
+    bkind = {p["kind"]: p for p in b["processors"]}
+    for p in d["processors"]:
+        src = bp.get(p["name"]) or bkind.get(p["kind"])
+        if src is None:
+            continue
+        for k in ("static_power_w", "dynamic_power_w", "power_freq_exponent", "dtype_speedup"):
+            p[k] = src[k]
+            p["sources"][k] = src["sources"][k]
+
+
+def _description(name: str, machine: list[str], lanes: int, gpus: list[str], noise: Mapping[str, float],
+                 trace_ids: list[str]) -> str:
+    layout = (f"{lanes} CPU lane(s)" + (f" + GPU {gpus[0]}" if gpus else "")
+              + (": two CPU core groups, each a worker thread pinned to its cores (device map "
+                 "{'cpu0': 'cpu:<first half>', 'cpu1': 'cpu:<second half>'}, see sparoa_env.hw.devices)"
+                 if lanes > 1 and not gpus else ""))
+    nz = (f"; run-to-run noise while recording: median e2e cv {noise['e2e_cv_median']:.3f}, "
+          f"median load average {noise['loadavg_1m_median']:.1f}" if noise else "")
+    return (f"Measured profile '{name}' of machine {', '.join(machine)}: {layout}. Fitted by sparoa calibrate to "
+            f"{len(trace_ids)} trace(s){nz}. Power and thermal figures are assumptions.")
+
+
+# ------------------------------------------------------------------------------------------- simulation
+def with_lane_cores(profile: SocProfile, cores: Mapping[str, int], mode: str = "fidelity") -> SocProfile:
+    """A copy of ``profile`` with one extra power mode giving each processor ``cores`` cores (others keep
+    their default mode's), at the highest clocks: the layout of one real run."""
+    d = profile.to_dict()
+    dm = d["power_modes"][d["default_power_mode"]]
+    c = dict(dm["cores"])
+    for k, v in cores.items():
+        if k not in c:
+            raise ValueError(f"profile {profile.name!r} has no processor {k!r}")
+        c[k] = int(v)
+    d["power_modes"][mode] = {"cores": c, "max_freq_mhz": {p["name"]: p["max_freq_mhz"] for p in d["processors"]},
+                              "memory_bw_frac": 1.0, "budget_w": 0.0,
+                              "source": "assumption: the core layout of one measured run (sparoa fidelity)"}
+    for p in d["processors"]:
+        if c[p["name"]] > p["cores"]:
+            p["cores"] = c[p["name"]]
+    return profile_from_dict(d, source=f"<{profile.name} + mode {mode}>")
+
+
+def simulate_latency_ms(profile: SocProfile, graph: Any, lanes: Sequence[int], mode: str) -> float:
+    """The simulator's end-to-end latency of one request of ``graph`` with op ``i`` on lane ``lanes[i]``
+    (no background, no thermal effects)."""
+    from .sim.backend import SimBackend
+
+    be = SimBackend(profile=profile, power_mode=mode, background="none", requests=1, thermal=False, record=False)
+    dec = be.reset(graph=graph, rng=np.random.default_rng(0))
+    while True:
+        out = be.place(int(lanes[dec.op]))
+        if out.next is None:
+            return float(out.final["latency_ms"][0])
+        dec = out.next
+
+
+def make_plans(graph: Any, processors: Sequence[str], kinds: Sequence[str], k: int) -> list[tuple[str, list[int]]]:
+    """K plans: all ops on lane 0; with more lanes, all on the first accelerator (if any), then mixed
+    plans that cut the op sequence into 2, 4, 6 ... alternating contiguous blocks."""
+    n = len(graph.nodes)
+    plans: list[tuple[str, list[int]]] = [("all-" + processors[0], [0] * n)]
+    P = len(processors)
+    if P > 1:
+        acc = [j for j, kd in enumerate(kinds) if kd != "cpu"]
+        if acc and len(plans) < k:
+            plans.append(("all-" + processors[acc[0]], [acc[0]] * n))
+        blocks = 2
+        while len(plans) < k:
+            size = max(1, math.ceil(n / blocks))
+            other = acc[0] if acc else 1
+            lanes = [other if (i // size) % 2 == 1 else 0 for i in range(n)]
+            plans.append((f"mixed-{blocks}", lanes))
+            blocks += 2
+            if blocks > 2 * n:
+                break
+    return plans[:k]
+
+
+# ------------------------------------------------------------------------------------------- fidelity
+def run_fidelity(profile: SocProfile, models: Sequence[str], *, plans: int = 3, batches: Sequence[int] = (1,),
+                 threads: int | None = None, repeats: int = 10, warmup: int = 3, device_map: Any = None,
+                 budget_s: float = 20.0, stat: str = "median",
+                 log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Run each model for real under ``plans`` plans and compare with the simulator (module docstring).
+    ``stat``: ``median`` (default) or ``p10`` of the timed runs."""
+    if stat not in _STAT_COLUMNS:
+        raise ValueError(f"stat must be one of {list(_STAT_COLUMNS)}, got {stat!r}")
+    from .hw.devices import cuda_available, parse_device_map, two_lane_cpu_map
+    from .hw.profiler import first_cores, prepare_model
+    from .hw.timing import thread_settings
+
+    names = list(profile.processor_names)
+    kinds = [p.kind for p in profile.processors]
+    if device_map is None:
+        if len(names) == 1:
+            device_map = {names[0]: "cpu"}
+        elif all(k == "cpu" for k in kinds) or not cuda_available():
+            cpu_names = [n for n, k in zip(names, kinds)]
+            device_map = two_lane_cpu_map(cpu_names)
+        else:
+            device_map = {n: ("cpu" if k == "cpu" else "cuda:0") for n, k in zip(names, kinds)}
+    lanes = parse_device_map(device_map, names)
+    lane_list = [lanes[n] for n in names]
+    all_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    t_single = threads or all_cores
+    cases = []
+    for model in models:
+        for batch in batches:
+            t0 = time.time()
+            pm = prepare_model(model, batch)
+            log(f"{model} b{batch}: exported in {time.time() - t0:.1f}s, {len(pm.graph.nodes)} ops")
+            for label, lane_of in make_plans(pm.graph, names, kinds, plans):
+                used = sorted(set(lane_of))
+                dm = {n: l.spec for n, l in zip(names, lane_list)}
+                if len(used) == 1 and lane_list[used[0]].device == "cpu":
+                    # one CPU lane: all its ops on t_single threads pinned to the first t_single cores
+                    # (an unpinned single CPU lane runs in the calling thread, which is pinned here as the
+                    # traces' end-to-end passes were)
+                    cores = first_cores(t_single)
+                    dm[names[used[0]]] = "cpu"
+                    lane_cores = {names[used[0]]: t_single}
+                    where = f"{names[used[0]]}: cores {','.join(map(str, cores))}, {t_single} thread(s)"
+                    with thread_settings(t_single, cores):
+                        ms = _measure_plan(pm, names, lane_of, dm, repeats, warmup, budget_s, stat)
+                else:
+                    lane_cores = {n: (len(l.cores) if l.cores else all_cores) for n, l in zip(names, lane_list)
+                                  if not l.is_cuda}
+                    where = "; ".join(lane_list[k].describe() for k in used)
+                    ms = _measure_plan(pm, names, lane_of, dm, repeats, warmup, budget_s, stat)
+                prof = with_lane_cores(profile, lane_cores)
+                pred = simulate_latency_ms(prof, pm.graph, lane_of, "fidelity")
+                err = pred / ms - 1.0
+                cases.append({"model": model, "batch": batch, "plan": label, "lanes": where,
+                              "measured_ms": ms, "predicted_ms": pred, "error": err})
+                log(f"  {label:<12} measured {ms:9.3f} ms  predicted {pred:9.3f} ms  error {err:+.1%}")
+    errs = np.array([abs(c["error"]) for c in cases])
+    return {"profile": profile.name, "stat": stat, "cases": cases,
+            "within_5pct": float(np.mean(errs <= 0.05)) if len(errs) else math.nan,
+            "within_10pct": float(np.mean(errs <= 0.10)) if len(errs) else math.nan,
+            "median_abs_error": float(np.median(errs)) if len(errs) else math.nan}
+
+
+def _measure_plan(pm: Any, names: Sequence[str], lane_of: Sequence[int], device_map: Mapping[str, str],
+                  repeats: int, warmup: int, budget_s: float, stat: str) -> float:
+    """Run the plan with the project's executor, :class:`sparoa_env.hw.engine.HybridEngine` (on the
+    already exported Program), and return the median (or p10) end-to-end latency in ms."""
+    from .hw.engine import HybridEngine
+    from .plan import Plan
+
+    plan = Plan({n.name: names[lane_of[i]] for i, n in enumerate(pm.graph.nodes)}, batch=pm.batch, model=pm.spec)
+    with HybridEngine(pm.module, pm.inputs, plan, dict(device_map), processors=tuple(names),
+                      program=pm.program) as eng:
+        return _time_repeated(lambda: eng(*pm.inputs), repeats, warmup, budget_s, stat)
+
+
+def _time_repeated(fn: Callable[[], Any], repeats: int, warmup: int, budget_s: float, stat: str = "median") -> float:
+    t0 = time.perf_counter()
+    for _ in range(max(warmup, 1)):
+        fn()
+    per = (time.perf_counter() - t0) / max(warmup, 1)
+    n = max(3, min(repeats, int(budget_s / max(per, 1e-6))))
+    xs = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        xs.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(xs)) if stat == "median" else float(np.percentile(xs, 10))

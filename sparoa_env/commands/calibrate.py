@@ -1,0 +1,86 @@
+"""``sparoa calibrate``: fit a SoC profile to traces and print the fit's error.
+
+    sparoa calibrate traces/<machine>/*.parquet --out sparoa_env/data/profiles/host.json --name host
+    sparoa calibrate a.parquet b.parquet --out mine.json --base orin-agx      # power/thermal from a base
+    sparoa calibrate t1.parquet t2.parquet --out x.json --allow-mixed         # traces of several machines
+
+The profile's provenance lists the trace ids. Traces from different machines are refused unless
+--allow-mixed; malformed traces get an error naming the file, column, row and value. An existing --out is
+replaced only with --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("traces", nargs="+", help="trace files (.parquet) written by 'sparoa profile'")
+    parser.add_argument("--out", required=True, help="profile JSON to write")
+    parser.add_argument("--name", default=None, help="profile name (default: the --out file's stem)")
+    parser.add_argument("--base", default=None, help="profile whose power and thermal figures to keep")
+    parser.add_argument("--cpu-lanes", type=int, default=None,
+                        help="CPU lanes (core groups) in the profile (default 2 on a CPU-only machine, 1 with a GPU)")
+    parser.add_argument("--min-type-rows", type=int, default=3,
+                        help="op types with fewer FLOP-bearing rows share the default efficiency (default 3)")
+    parser.add_argument("--stat", choices=("median", "p10"), default="median",
+                        help="summary of the repeats to fit (default median; p10 is closer to the uncontended speed "
+                             "when the machine is shared; use the same in 'sparoa fidelity')")
+    parser.add_argument("--max-spread", type=float, default=None,
+                        help="leave out passes whose (p90 - p10) / median exceeds this (disturbed by other work)")
+    parser.add_argument("--threads", default=None,
+                        help="fit only passes run with these thread counts, comma-separated (default: all)")
+    parser.add_argument("--allow-mixed", action="store_true", help="accept traces from several machines")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    parser.add_argument("--json", action="store_true", help="print the fit report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..calibrate import calibrate
+    from ..profile import load_profile
+    from ..traces import read_traces
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists; pass --force to overwrite it (profiles are never replaced silently)")
+    if args.cpu_lanes is not None and args.cpu_lanes < 1:
+        raise ValueError("--cpu-lanes must be >= 1")
+    df = read_traces(args.traces, allow_mixed=args.allow_mixed)
+    base = load_profile(args.base) if args.base else None
+    res = calibrate(df, name=args.name or out.stem, base=base, cpu_lanes=args.cpu_lanes,
+                    min_type_rows=args.min_type_rows, trace_files=args.traces, stat=args.stat,
+                    max_spread=args.max_spread,
+                    threads=[int(x) for x in args.threads.split(",")] if args.threads else None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res.profile.save(out)
+    if args.json:
+        print(json.dumps({"profile": str(out), "traces": res.trace_ids, "noise": res.noise, "stat": res.stat,
+                          "excluded": res.excluded,
+                          "fit": {k: v for k, v in res.reports.items()}}, indent=1))
+        return 0
+    print(f"wrote {out}: profile {res.profile.name!r}, {len(res.trace_ids)} trace(s), provenance measured:...")
+    if res.excluded:
+        print(f"left out as too noisy (--max-spread {args.max_spread}): {', '.join(res.excluded)}")
+    print(f"fitted statistic: {res.stat} of the repeats")
+    if res.noise:
+        n = res.noise
+        print(f"noise in the traces: median e2e cv {n['e2e_cv_median']:.3f} (max {n['e2e_cv_max']:.3f}), "
+              f"median p90/p10 {n['p90_over_p10_median']:.3f}, median load average {n['loadavg_1m_median']:.2f}; "
+              f"sum of in-pass op times / e2e: median {n['ops_sum_over_e2e_median']:.3f}")
+    for proc, rep in res.reports.items():
+        f = res.fits[proc]
+        print(f"\n{proc}: fitted per-op overhead {f.overhead_ms * 1e3:.2f} us, parallel fraction {f.parallel_fraction:.3f}, "
+              f"bandwidth {f.bw_gbps:.1f} GB/s, unhidden {f.unhidden_frac:.2f}, half-efficiency {f.half_mflop:.3g} MFLOP")
+        print("  op rates (GFLOP/s on one core): " + ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sorted(f.rates.items())))
+        print(f"  fit error on its own traces: op time-weighted median |err| {rep['op_weighted_median_abs_error']:.1%}, "
+              f"op median |err| {rep['op_median_abs_error']:.1%}")
+        print(f"  end-to-end (all-CPU passes): median |err| {rep['e2e_median_abs_error']:.1%}, max "
+              f"{rep['e2e_max_abs_error']:.1%}, within 5% {rep['e2e_within_5pct']:.0%}, within 10% {rep['e2e_within_10pct']:.0%}")
+        for p in rep["passes"]:
+            print(f"    {p['config']:<44} measured {p['measured_ms']:9.3f}  predicted {p['predicted_ms']:9.3f}  "
+                  f"({p['error']:+.1%}); sum of in-pass ops {p['ops_sum_ms']:9.3f}")
+    return 0

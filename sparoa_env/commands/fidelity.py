@@ -1,0 +1,66 @@
+"""``sparoa fidelity``: run models for real under K plans and compare with the simulator's prediction.
+
+    sparoa fidelity --profile host --models resnet50,tests/models_unseen.py:residual_cnn --plans 3
+    sparoa fidelity --profile host --models bert_base --batch 1,8 --json
+
+Plan 1 puts every op on lane 0 (run as one compiled segment with --threads threads, default all cores);
+with more processors, plans 2..K are mixed: the op sequence cut into 2, 4, ... alternating blocks over
+the lanes of the device map (default on a CPU-only machine: one core group per lane). Each case prints
+the measured median, the simulator's prediction for the same model, plan, batch and core layout, and the
+relative error; then the share of cases within +-5% and +-10%.
+
+--json prints {"cases": [{model, plan, measured_ms, predicted_ms, error, batch, lanes}], "within_5pct",
+"within_10pct", "median_abs_error", "profile"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .profile import _int_list
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", required=True, help="profile name or JSON path")
+    parser.add_argument("--models", required=True, help="comma-separated zoo names or path/file.py:function specs")
+    parser.add_argument("--plans", type=int, default=3, help="plans per model (default 3)")
+    parser.add_argument("--batch", type=_int_list, default=[1], help="batch sizes, comma-separated (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of the single-lane plan (default: every core this process may use)")
+    parser.add_argument("--device-map", default=None,
+                        help="processor -> device, e.g. 'cpu0=cpu:0;cpu1=cpu:1' (default: one core group per lane)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per case (default 10)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--budget-s", type=float, default=20.0, help="time budget per case (default 20 s)")
+    parser.add_argument("--stat", choices=("median", "p10"), default="median",
+                        help="summary of the timed runs (default median; match the profile's calibration)")
+    parser.add_argument("--json", action="store_true", help="print JSON (keys in the module docstring)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..calibrate import run_fidelity
+    from ..profile import load_profile
+
+    if args.plans < 1:
+        raise ValueError("--plans must be >= 1")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise ValueError("--models: give at least one model")
+    profile = load_profile(args.profile)
+    log = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else (lambda s: print(s, flush=True))
+    res = run_fidelity(profile, models, plans=args.plans, batches=args.batch, threads=args.threads,
+                       repeats=args.repeats, warmup=args.warmup, device_map=args.device_map,
+                       budget_s=args.budget_s, stat=args.stat, log=log)
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    print(f"\nprofile {profile.name} ({profile.provenance.split(':')[0]}), {len(res['cases'])} case(s)")
+    print(f"{'model':<42} {'b':>2} {'plan':<12} {'measured ms':>12} {'predicted ms':>13} {'error':>8}")
+    for c in res["cases"]:
+        print(f"{c['model']:<42} {c['batch']:>2} {c['plan']:<12} {c['measured_ms']:12.3f} {c['predicted_ms']:13.3f} "
+              f"{c['error']:+8.1%}")
+    print(f"within +-5%: {res['within_5pct']:.0%}   within +-10%: {res['within_10pct']:.0%}   "
+          f"median |error|: {res['median_abs_error']:.1%}")
+    return 0
