@@ -13,7 +13,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "graph": ("sparoa_env.commands.graph", "extract a model's operator graph (rho, I, FLOPs, bytes); table, JSON or rho-I plot"),
     "graphs": ("sparoa_env.commands.graphs", "regenerate or check the shipped OpGraph JSON files"),
     "profiles": ("sparoa_env.commands.profiles", "list the shipped SoC profiles and their provenance"),
+    "run": ("sparoa_env.commands.run", "run a model under a placement plan on this machine (HybridEngine) and print measured figures"),
+    "profile": ("sparoa_env.commands.profile", "time a model's ops and passes on this machine and write a trace (Parquet)"),
+    "calibrate": ("sparoa_env.commands.calibrate", "fit a SoC profile to traces and print the fit's error"),
+    "fidelity": ("sparoa_env.commands.fidelity", "run models for real under K plans and compare with the simulator"),
+    "loom": ("sparoa_env.commands.loom", "SparseLoom: build the zoo, estimator, optimizer, preloader, evaluate vs baselines"),
     "demo": ("sparoa_env.commands.demo", "the main job on built-in defaults (what `make demo` runs)"),
+    "train": ("sparoa_env.commands.train", "train a SAC placement policy (Tianshou) on a SparOA environment"),
+    "evaluate": ("sparoa_env.commands.evaluate", "run a policy and the baselines on the same seeds; table or JSON"),
+    "plan": ("sparoa_env.commands.plan", "write the placement a trained policy makes (Plan JSON)"),
+    "scenarios": ("sparoa_env.commands.scenarios", "the scenario suite: power modes x background load x switches"),
+    "predictor": ("sparoa_env.commands.predictor", "threshold predictor: generate data in the sim, train, evaluate regret"),
 }
 
 
