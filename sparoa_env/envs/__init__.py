@@ -6,7 +6,7 @@ import gymnasium as gym
 
 from .sparoa import SparOAEnv
 
-__all__ = ["SparOAEnv", "register_envs", "SPAROA_IDS"]
+__all__ = ["SparOAEnv", "register_envs", "SPAROA_IDS", "SPAROA_HW_IDS"]
 
 #: id -> registration kwargs (variants of one class differ only by kwargs, as CompilerGym does)
 SPAROA_IDS: dict[str, dict] = {
@@ -14,14 +14,22 @@ SPAROA_IDS: dict[str, dict] = {
     "SparOA-OrinNano-v0": {"profile": "orin-nano"},
     # CPU + iGPU + NPU: the action's [-1, 1] is cut into three bins (see SparOAEnv's Action Space)
     "SparOA-CoreUltra-v0": {"profile": "intel-core-ultra"},
+    # this machine: the profile calibrated from its own traces (two lanes = two CPU core groups)
+    "SparOA-Host-v0": {"profile": "host"},
+}
+
+#: ids whose backend runs real torch ops: measured, so the same seed does not replay exactly
+SPAROA_HW_IDS: dict[str, dict] = {
+    "SparOA-Host-hw-v0": {"profile": "host", "backend": "hw"},
 }
 
 
 def register_envs() -> None:
-    for env_id, kwargs in SPAROA_IDS.items():
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point="sparoa_env.envs.sparoa:SparOAEnv", kwargs=kwargs,
-                         disable_env_checker=False)
+    for ids, nondeterministic in ((SPAROA_IDS, False), (SPAROA_HW_IDS, True)):
+        for env_id, kwargs in ids.items():
+            if env_id not in gym.registry:
+                gym.register(id=env_id, entry_point="sparoa_env.envs.sparoa:SparOAEnv", kwargs=kwargs,
+                             nondeterministic=nondeterministic)
 
 
 register_envs()

@@ -52,7 +52,7 @@ import numpy as np
 
 from ..backend import HW_STATE_FIELDS, Decision, RequestStream, StepOutcome
 from ..graph import OpGraph
-from .devices import LaneSpec, parse_device_map
+from .devices import LaneSpec, parse_device_map, two_lane_cpu_map
 
 __all__ = ["HwBackend", "HW_OPTIONS"]
 
@@ -89,7 +89,10 @@ class HwBackend:
             raise ValueError("the hw backend needs torch: pip install 'sparoa-env[hw]'") from None
         self.profile = profile
         self.processors = tuple(profile.processor_names)
-        self.lane_specs: dict[str, LaneSpec] = parse_device_map(options.get("device_map"), self.processors)
+        device_map = options.get("device_map")
+        if device_map is None and all(p.kind == "cpu" for p in profile.processors):
+            device_map = two_lane_cpu_map(self.processors)  # a CPU-only profile (host): one core group per lane
+        self.lane_specs: dict[str, LaneSpec] = parse_device_map(device_map, self.processors)
         self.lanes = [self.lane_specs[p] for p in self.processors]
         modes = tuple(getattr(profile, "power_modes", ()) or ())
         if power_mode in ("random", "switching"):
