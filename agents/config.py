@@ -24,11 +24,11 @@ class Args:
     seed: int = 0
     total_steps: int = 30_000         # environment steps
     hidden_sizes: tuple[int, ...] = (128, 128)
-    actor_lr: float = 1e-4            # small: SAC fine-tunes the behaviour-cloned actor
+    actor_lr: float = 3e-5            # small: SAC fine-tunes the behaviour-cloned actor
     critic_lr: float = 1e-3
     alpha_lr: float = 3e-4
-    init_alpha: float = 0.005
-    auto_alpha: bool = True
+    init_alpha: float = 0.001         # entropy coefficient (fixed by default, see auto_alpha)
+    auto_alpha: bool = False          # auto-tuning drove alpha up and the means towards the lane boundary
     gamma: float = 1.0
     tau: float = 0.005
     reward_scale: float | str = "auto"
@@ -36,14 +36,24 @@ class Args:
     pretrain: str = "oracle"          # "oracle": behaviour-clone the actor from oracle-plan demonstrations
                                       # first (agents.train.demonstrations); "none": SAC from scratch
     demo_episodes: int = 24
-    bc_steps: int = 3000
+    demo_variants: bool = True        # demonstrations also in the profile's other power modes and without
+                                      # background load (the scenario suite's states), not only the training env's
+    bc_steps: int = 12_000
+    bc_lr: float = 3e-3               # behaviour cloning's Adam learning rate (constant)
+    # --- SAC fine-tuning of the cloned actor (agents/finetune.py; docs/agents.md has the ablation)
+    critic_warmup: int = 3_000        # gradient steps that train only the critics, on the cloned actor's data
+    bc_weight: float = 2.0            # anchor to the frozen cloned actor: lambda * (tanh mu - tanh mu_bc)^2 ...
+    bc_final: float = 1.0             # ... decaying linearly to this ...
+    bc_decay: int = 0                 # ... over this many actor updates (0: no decay, bc_weight throughout)
+    n_step: int = 32                  # n-step TD targets (gamma = 1, ~230-step episodes)
+    target_entropy: float | None = None  # auto-alpha target; None: -dim(A) = -1
     buffer_size: int = 100_000
     batch_size: int = 256
     start_steps: int = 2_000          # uniformly random actions before learning starts
     step_per_collect: int = 40        # env steps between update rounds (summed over the workers)
-    update_per_step: float = 0.1      # gradient steps per env step
+    update_per_step: float = 0.25     # gradient steps per env step
     epoch_steps: int = 5_000          # env steps per epoch (one test and one log line per epoch)
-    test_episodes: int = 6            # per epoch, the same held-out seeds each time; 0 to skip
+    test_episodes: int = 10           # per epoch, the same held-out seeds each time; 0 to skip
     workers: int = 8                  # training envs (a batched forward pass serves them all)
     vector: str = "dummy"             # dummy | subproc | ray
     torch_threads: int = 1
@@ -52,6 +62,8 @@ class Args:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.bc_weight < 0 or self.bc_final < 0 or self.critic_warmup < 0 or self.n_step < 1:
+            raise ValueError("bc_weight, bc_final and critic_warmup must be >= 0 and n_step >= 1")
         if self.pretrain not in ("oracle", "none"):
             raise ValueError(f"pretrain must be 'oracle' or 'none', got {self.pretrain!r}")
         if self.vector not in VECTOR_KINDS:
@@ -94,21 +106,6 @@ def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
-def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["background=dynamic", "requests={\\"n\\": 2}", "energy_weight=0.1"]`` -> kwargs; values are JSON
-    when they parse as JSON (numbers, dicts, lists, true/false/null), strings otherwise."""
-    out: dict[str, Any] = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = Args()
     parser.add_argument("--env", default=d.env_id, help=f"a registered id (default {d.env_id})")
@@ -134,6 +131,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrain", choices=("oracle", "none"), default=d.pretrain,
                         help="'oracle': behaviour-clone the actor from oracle-plan demonstrations before SAC")
     parser.add_argument("--init-alpha", type=float, default=d.init_alpha, help="initial entropy coefficient")
+    parser.add_argument("--critic-warmup", type=int, default=d.critic_warmup,
+                        help=f"gradient steps training only the critics before the actor moves (default {d.critic_warmup})")
+    parser.add_argument("--bc-weight", type=float, default=d.bc_weight,
+                        help=f"weight of the anchor to the cloned actor in the actor loss (default {d.bc_weight}; 0: plain SAC)")
+    parser.add_argument("--bc-final", type=float, default=d.bc_final, help=f"anchor weight after the decay (default {d.bc_final})")
+    parser.add_argument("--bc-decay", type=int, default=d.bc_decay,
+                        help=f"actor updates over which the anchor weight decays linearly (default {d.bc_decay}; 0: constant)")
+    parser.add_argument("--n-step", type=int, default=d.n_step, help=f"n-step TD targets (default {d.n_step})")
+    parser.add_argument("--actor-lr", type=float, default=d.actor_lr)
+    parser.add_argument("--critic-lr", type=float, default=d.critic_lr)
+    parser.add_argument("--target-entropy", type=float, default=None, help="auto-alpha's target (default -dim(A))")
+    parser.add_argument("--auto-alpha", action="store_true", help="auto-tune alpha (default: fixed at --init-alpha)")
+    parser.add_argument("--bc-steps", type=int, default=d.bc_steps, help=f"behaviour-cloning steps (default {d.bc_steps})")
+    parser.add_argument("--bc-lr", type=float, default=d.bc_lr, help=f"behaviour-cloning learning rate (default {d.bc_lr})")
+    parser.add_argument("--demo-episodes", type=int, default=d.demo_episodes)
+    parser.add_argument("--no-demo-variants", action="store_true",
+                        help="demonstrations only in the training env (not also its other power modes / no load)")
     parser.add_argument("--torch-threads", type=int, default=d.torch_threads)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -147,6 +161,9 @@ def args_from_namespace(ns: argparse.Namespace) -> Args:
                 gamma=ns.gamma, reward_scale=rs if rs == "auto" else float(rs), workers=ns.workers,
                 vector=ns.vector, out=ns.out, force=ns.force, progress=not ns.no_progress,
                 shaping=not ns.no_shaping, torch_threads=ns.torch_threads, pretrain=ns.pretrain,
-                init_alpha=ns.init_alpha)
+                init_alpha=ns.init_alpha, critic_warmup=ns.critic_warmup, bc_weight=ns.bc_weight,
+                bc_final=ns.bc_final, bc_decay=ns.bc_decay, n_step=ns.n_step, actor_lr=ns.actor_lr,
+                critic_lr=ns.critic_lr, target_entropy=ns.target_entropy, auto_alpha=ns.auto_alpha,
+                bc_steps=ns.bc_steps, bc_lr=ns.bc_lr, demo_episodes=ns.demo_episodes, demo_variants=not ns.no_demo_variants)
 
 

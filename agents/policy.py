@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SACPolicyRunner", "load_policy", "load_config", "load_actor", "decision_time_us"]
+__all__ = ["SACPolicyRunner", "load_policy", "runner_from_state_dict", "load_config", "load_actor", "decision_time_us"]
 
 
 def load_config(run_dir: str | Path) -> dict[str, Any]:
@@ -92,6 +92,17 @@ def load_policy(run_dir: str | Path) -> SACPolicyRunner:
     d = Path(run_dir)
     cfg = load_config(d)
     sd = {k: v.detach().cpu().numpy() for k, v in _state_dict(d, cfg).items()}
+    try:
+        runner = runner_from_state_dict(sd, cfg)
+    except ValueError as e:
+        raise ValueError(f"{d}: {e}") from None
+    runner.run_dir = str(d)
+    return runner
+
+
+def runner_from_state_dict(sd: dict[str, np.ndarray], cfg: dict[str, Any]) -> SACPolicyRunner:
+    """The numpy runner from an actor ``state_dict`` (numpy arrays) and a config with ``obs_shape`` and
+    ``hidden_sizes`` (what the trainer's held-out test deploys, identical to :func:`load_policy`)."""
     n_hidden = len(cfg["hidden_sizes"])
     layers = []
     for k in range(n_hidden):
@@ -99,11 +110,9 @@ def load_policy(run_dir: str | Path) -> SACPolicyRunner:
         try:
             layers.append((sd[f"{prefix}.weight"], sd[f"{prefix}.bias"]))
         except KeyError:
-            raise ValueError(f"{d}: policy weights do not match hidden sizes {cfg['hidden_sizes']} "
+            raise ValueError(f"policy weights do not match hidden sizes {cfg['hidden_sizes']} "
                              f"(missing {prefix}.weight)") from None
-    runner = SACPolicyRunner(layers, (sd["mu.model.0.weight"], sd["mu.model.0.bias"]), cfg)
-    runner.run_dir = str(d)
-    return runner
+    return SACPolicyRunner(layers, (sd["mu.model.0.weight"], sd["mu.model.0.bias"]), cfg)
 
 
 def decision_time_us(policy: SACPolicyRunner, obs: np.ndarray, repeats: int = 2000) -> float:

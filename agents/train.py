@@ -6,7 +6,9 @@ arguments, a seeding block, a run name of env, experiment, seed and time).
 
 What a run directory holds (``--out DIR``; an existing run is refused unless ``--force``):
 
-* ``policy.pt``: the actor's ``state_dict`` (plain tensors: ``torch.load(..., weights_only=True)``);
+* ``policy.pt``: the kept actor's ``state_dict`` (plain tensors: ``torch.load(..., weights_only=True)``): the
+  best on the held-out test seeds, the behaviour-cloned start included; ``policy_bc.pt`` the cloned actor,
+  ``policy_last.pt`` the last one;
 * ``config.json``: the arguments, the env id and kwargs, observation/action shapes, hidden sizes, the run
   name, timings and the last test return; everything :func:`agents.policy.load_policy` needs;
 * ``tb/<run name>/``: TensorBoard logs (``tensorboard --logdir DIR/tb``);
@@ -17,7 +19,10 @@ microseconds, so :class:`ScaledReward` multiplies it by ``reward_scale`` (``"aut
 the accelerator-only latency from the cost model, which puts an op's share of the return near 1). The
 return stays proportional to minus the sum of latencies, and ``gamma`` defaults to 1: the episode is
 finite and a discount would make the agent myopic (a CPU placement costs the dispatcher nothing now and
-the request's time later).
+the request's time later; measured: gamma = 0.97 sent every op to the CPU within 30k steps).
+
+The SAC phase fine-tunes the cloned actor with a critic warm-up, an anchor to the cloned actor, 32-step
+targets and a fixed small alpha: :mod:`agents.finetune` says why, docs/agents.md has the ablation.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from .config import VECTOR_KINDS, Args, add_arguments, args_from_namespace, pars
 
 __all__ = ["Args", "train", "make_env", "ScaledReward", "run_name", "parse_set", "VECTOR_KINDS", "main"]
 POLICY_FILE, LAST_POLICY_FILE, CONFIG_FILE, GRAPH_FILE = "policy.pt", "policy_last.pt", "config.json", "model.json"
+BC_POLICY_FILE = "policy_bc.pt"  # the behaviour-cloned actor, before SAC
 
 
 def run_name(args: Args) -> str:
@@ -50,14 +56,16 @@ class ScaledReward(gym.Wrapper):
 
     Shaping (``shaping=True``): ``r' = r + Phi(s') - Phi(s)`` with ``Phi(s) = -max`` over lanes of the
     observed time until the lane frees (ms; 0 at the end). Every op's effect on the queues shows in the
-    step that places it, instead of at the episode's end, and for ``gamma = 1`` the return changes by the
-    constant ``-Phi(s_0)`` only, so the optimal policy is unchanged (Ng, Harada and Russell, 1999).
+    step that places it, instead of at the episode's end. With the trainer's discount ``gamma`` the term is
+    ``gamma * Phi(s') - Phi(s)``, so the discounted return changes by the constant ``-Phi(s_0)`` only and the
+    optimal policy is unchanged (Ng, Harada and Russell, 1999).
     """
 
-    def __init__(self, env: gym.Env, scale: float, shaping: bool = False) -> None:
+    def __init__(self, env: gym.Env, scale: float, shaping: bool = False, gamma: float = 1.0) -> None:
         super().__init__(env)
         self.scale = float(scale)
         self.shaping = bool(shaping)
+        self.gamma = float(gamma)
         u = env.unwrapped
         from sparoa_env.backend import HW_STATE_FIELDS
         from sparoa_env.envs.features import N_STATIC
@@ -81,7 +89,7 @@ class ScaledReward(gym.Wrapper):
         obs, reward, term, trunc, _ = self.env.step(action)
         if self.shaping:
             phi = 0.0 if term else self._potential(obs)
-            reward += phi - self._phi
+            reward += self.gamma * phi - self._phi
             self._phi = phi
         return obs, reward * self.scale, term, trunc, {}
 
@@ -99,11 +107,11 @@ def auto_reward_scale(env: gym.Env) -> float:
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any], reward_scale: float | None = None,
-             shaping: bool = False) -> gym.Env:
+             shaping: bool = False, gamma: float = 1.0) -> gym.Env:
     import sparoa_env.envs  # noqa: F401  (registers the ids, also in a fresh worker process)
 
     env = gym.make(env_id, **env_kwargs)
-    return ScaledReward(env, reward_scale, shaping) if reward_scale is not None else env
+    return ScaledReward(env, reward_scale, shaping, gamma) if reward_scale is not None else env
 
 
 def resolve_env_kwargs(env_kwargs: dict[str, Any], run_dir: Path | None = None) -> dict[str, Any]:
@@ -153,7 +161,7 @@ def prepare_run_dir(out: str | os.PathLike, force: bool) -> Path:
     if run_dir.exists() and any(run_dir.iterdir()):
         if not force:
             raise FileExistsError(f"run directory {run_dir} exists and is not empty; pass --force to overwrite it")
-        for name in (POLICY_FILE, LAST_POLICY_FILE, CONFIG_FILE, GRAPH_FILE, "tb"):
+        for name in (POLICY_FILE, LAST_POLICY_FILE, BC_POLICY_FILE, CONFIG_FILE, GRAPH_FILE, "tb"):
             p = run_dir / name
             if p.is_dir():
                 shutil.rmtree(p)
@@ -190,23 +198,46 @@ def linearised(graph: Any) -> Any:
     return OpGraph(f"{graph.model}-linearised", graph.batch, nodes, edges, {"source": "agents.train.linearised"})
 
 
+def demonstration_settings(env: gym.Env, env_kwargs: dict[str, Any], variants: bool) -> list[tuple[str, str | None]]:
+    """(background, power-mode override) pairs for the demonstration episodes: the training env's own first;
+    with ``variants``, also no background load (if it has some) and the profile's other power modes (if it
+    has a fixed one), the states the scenario suite meets."""
+    u = env.unwrapped
+    bg = env_kwargs.get("background", "none")
+    fixed_mode = u.power_mode in u.mode_names
+    own = (bg if isinstance(bg, str) else json.dumps(bg), u.power_mode if fixed_mode else None)
+    if not variants:
+        return [own]
+    bgs = [own[0]] + (["none"] if own[0] != "none" else [])
+    modes = [own[1]] + ([m for m in u.mode_names if m != own[1]] if fixed_mode else [])
+    return [own] + [(b, m) for b in bgs for m in modes if (b, m) != own]
+
+
 def demonstrations(env_id: str, env_kwargs: dict[str, Any], episodes: int, seed: int,
-                   flip_prob: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+                   flip_prob: float = 0.1, variants: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Observations and lanes from episodes of the *oracle plan of the linearised graph*
     (:func:`agents.oracle.chain_dp` on :func:`linearised`, per power mode at reset; exact only for a true
     chain, a strong static plan otherwise), with a share ``flip_prob`` of decisions flipped to a random
-    lane so that the states near the plan are covered too."""
+    lane so that the states near the plan are covered too. With ``variants``, half of the episodes run in
+    the training env and the rest cycle over :func:`demonstration_settings` (other power modes, no load)."""
     from .oracle import chain_dp
 
-    env = make_env(env_id, env_kwargs)
-    u = env.unwrapped
-    chain = linearised(u.graph)
+    base = make_env(env_id, env_kwargs)
+    settings = demonstration_settings(base, env_kwargs, variants)
+    envs: dict[str, gym.Env] = {}
     plans: dict[str, np.ndarray] = {}
     rng = np.random.default_rng([seed, 0xDE70])
     obs_l, lane_l = [], []
-    n = len(u.graph)
+    chain = linearised(base.unwrapped.graph)
+    n = len(base.unwrapped.graph)
+    own_eps = episodes if len(settings) == 1 else max(1, episodes // 2)
     for ep in range(episodes):
-        obs, info = env.reset(seed=seed * 7919 + ep)
+        bg, mode_override = settings[0] if ep < own_eps else settings[1 + (ep - own_eps) % (len(settings) - 1)]
+        if bg not in envs:
+            envs[bg] = base if bg == settings[0][0] else make_env(env_id, {**env_kwargs, "background": bg})
+        env = envs[bg]
+        u = env.unwrapped
+        obs, info = env.reset(seed=seed * 7919 + ep, options={"power_mode": mode_override} if mode_override else None)
         mode = info.get("power_mode") or u.mode_names[0]
         if mode not in plans:
             plans[mode] = chain_dp(chain, u.cost_model, mode).lanes
@@ -222,20 +253,24 @@ def demonstrations(env_id: str, env_kwargs: dict[str, Any], episodes: int, seed:
             k += 1
             if term or trunc:
                 break
-    env.close()
+    for env in envs.values():
+        env.close()
+    base.close()
     return np.asarray(obs_l, dtype=np.float32), np.asarray(lane_l, dtype=np.int64)
 
 
 def behaviour_clone(actor: Any, obs: np.ndarray, lanes: np.ndarray, score_of: Callable[[int], np.ndarray],
-                    steps: int, batch_size: int, seed: int, lr: float = 1e-3) -> float:
+                    steps: int, batch_size: int, seed: int, lr: float = 3e-3, cosine: bool = False) -> float:
     """Fit the actor's mean head to the demonstrated lanes (MSE in pre-tanh space towards
-    ``atanh(0.9 * score)``); returns the share of demonstrated decisions the deterministic actor matches."""
+    ``atanh(0.9 * score)``; Adam, learning rate annealed to 0 on a cosine when ``cosine``); returns the share
+    of demonstrated decisions the deterministic actor matches."""
     import torch
 
     targets = np.stack([np.arctanh(0.9 * np.clip(score_of(int(k)), -1, 1)) for k in range(int(lanes.max()) + 1)])
     y = torch.as_tensor(targets[lanes], dtype=torch.float32)
     x = torch.as_tensor(obs)
     opt = torch.optim.Adam(actor.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1)) if cosine else None
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         idx = torch.randint(0, len(x), (min(batch_size, len(x)),), generator=g)
@@ -244,6 +279,8 @@ def behaviour_clone(actor: Any, obs: np.ndarray, lanes: np.ndarray, score_of: Ca
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
     with torch.no_grad():
         (mu, _), _ = actor(x)
     return float((torch.sign(mu) == torch.sign(y)).float().mean())
@@ -251,17 +288,24 @@ def behaviour_clone(actor: Any, obs: np.ndarray, lanes: np.ndarray, score_of: Ca
 
 # ------------------------------------------------------------------------------------------------ training
 def train(args: Args) -> dict[str, Any]:
-    """Run SAC; write the run directory; return the saved config (with timings)."""
+    """Clone, then fine-tune with SAC; write the run directory; return the saved config (with timings).
+
+    The loop (Tianshou's collector, replay buffer and ``SAC.update``; our own epochs so that the test is the
+    deployed numpy actor on the raw env, see :mod:`agents.finetune`): warm-up collection with the cloned
+    stochastic actor, then rounds of ``step_per_collect`` env steps and ``update_per_step`` gradient steps
+    per env step (the first ``critic_warmup`` of them train only the critics); every ``epoch_steps`` env
+    steps a test on the same held-out seeds, keeping the best actor (the cloned one is tested first).
+    """
     import torch
     from torch.utils.tensorboard import SummaryWriter
-    from tianshou.algorithm import SAC
     from tianshou.algorithm.modelfree.sac import AutoAlpha, SACPolicy
     from tianshou.algorithm.optim import AdamOptimizerFactory
     from tianshou.data import Collector, CollectStats, VectorReplayBuffer
-    from tianshou.trainer import OffPolicyTrainerParams
-    from tianshou.utils import TensorboardLogger
     from tianshou.utils.net.common import Net
     from tianshou.utils.net.continuous import ContinuousCritic
+    from tianshou.utils.torch_utils import policy_within_training_step, torch_train_mode
+
+    from .finetune import make_anchored_sac, test_actor
 
     run_dir = prepare_run_dir(args.out, args.force)
     name = run_name(args)
@@ -276,54 +320,15 @@ def train(args: Args) -> dict[str, Any]:
     scale = auto_reward_scale(probe) if args.reward_scale == "auto" else float(args.reward_scale)
     obs_shape, act_shape = probe.observation_space.shape, probe.action_space.shape
     action_space = probe.action_space
-    probe.close()
+    score_of = probe.unwrapped.score_of
 
     def env_fn() -> gym.Env:
-        return make_env(args.env_id, env_kwargs, scale, args.shaping)
-
-    cycles: list[SeedCycle] = []
-
-    def test_env_fn() -> gym.Env:
-        w = SeedCycle(env_fn(), [100_000 + args.seed * 1000 + k for k in range(max(args.test_episodes, 1))])
-        cycles.append(w)
-        return w
+        return make_env(args.env_id, env_kwargs, scale, args.shaping, args.gamma)
 
     t0 = time.perf_counter()
     train_envs = vector_env(args.vector, [env_fn] * args.workers)
-    test_envs = vector_env("dummy", [test_env_fn]) if args.test_episodes > 0 else None
     train_envs.seed([args.seed * 1000 + k for k in range(args.workers)])
-
-    # --- networks and algorithm (shared/STACK.md call sequence)
-    actor = build_actor(obs_shape, act_shape, args.hidden_sizes)
-    bc_info: dict[str, Any] = {}
-    if args.pretrain == "oracle":
-        tb = time.perf_counter()
-        demo_obs, demo_lanes = demonstrations(args.env_id, env_kwargs, args.demo_episodes, args.seed)
-        probe_u = make_env(args.env_id, env_kwargs).unwrapped
-        match = behaviour_clone(actor, demo_obs, demo_lanes, probe_u.score_of, args.bc_steps, args.batch_size, args.seed)
-        bc_info = {"demo_decisions": int(len(demo_obs)), "bc_steps": args.bc_steps, "bc_match": round(match, 4),
-                   "bc_wall_s": round(time.perf_counter() - tb, 2)}
-
-    def critic() -> ContinuousCritic:
-        return ContinuousCritic(preprocess_net=Net(state_shape=obs_shape, action_shape=act_shape,
-                                                   hidden_sizes=list(args.hidden_sizes), concat=True))
-
-    alpha: Any = args.init_alpha
-    if args.auto_alpha:
-        alpha = AutoAlpha(target_entropy=-float(np.prod(act_shape)), log_alpha=float(np.log(args.init_alpha)),
-                          optim=AdamOptimizerFactory(lr=args.alpha_lr))
-    algo = SAC(policy=SACPolicy(actor=actor, action_space=action_space),
-               policy_optim=AdamOptimizerFactory(lr=args.actor_lr),
-               critic=critic(), critic_optim=AdamOptimizerFactory(lr=args.critic_lr),
-               critic2=critic(), critic2_optim=AdamOptimizerFactory(lr=args.critic_lr),
-               tau=args.tau, gamma=args.gamma, alpha=alpha)
-    buf = VectorReplayBuffer(total_size=args.buffer_size, buffer_num=args.workers)
-    train_c = Collector[CollectStats](algo, train_envs, buf, exploration_noise=True)
-    test_c = Collector[CollectStats](algo, test_envs) if test_envs is not None else None
-
-    writer = SummaryWriter(str(run_dir / "tb" / name))
-    writer.add_text("args", json.dumps(args.to_dict(), default=str))
-    logger = TensorboardLogger(writer, training_interval=1000, update_interval=1000)
+    test_seeds = [100_000 + args.seed * 1000 + k for k in range(args.test_episodes)]
 
     config: dict[str, Any] = {
         "format": "sparoa-sac-policy/1", "run_name": name, "algorithm": "tianshou.algorithm.SAC",
@@ -331,53 +336,117 @@ def train(args: Args) -> dict[str, Any]:
         "action_shape": list(act_shape), "hidden_sizes": list(args.hidden_sizes), "reward_scale": scale,
         "args": {**args.to_dict(), "env_kwargs": env_kwargs}, "policy_file": POLICY_FILE,
     }
-    saved = {"best": False}
 
-    def save_best(algorithm: Any = None) -> None:
-        torch.save(actor.state_dict(), run_dir / POLICY_FILE)
-        saved["best"] = True
+    # --- behaviour cloning
+    actor = build_actor(obs_shape, act_shape, args.hidden_sizes)
+    bc_info: dict[str, Any] = {}
+    if args.pretrain == "oracle":
+        tb = time.perf_counter()
+        demo_obs, demo_lanes = demonstrations(args.env_id, env_kwargs, args.demo_episodes, args.seed,
+                                              variants=args.demo_variants)
+        match = behaviour_clone(actor, demo_obs, demo_lanes, score_of, args.bc_steps, args.batch_size, args.seed,
+                                lr=args.bc_lr)
+        bc_info = {"demo_decisions": int(len(demo_obs)), "bc_steps": args.bc_steps, "bc_match": round(match, 4),
+                   "bc_wall_s": round(time.perf_counter() - tb, 2)}
+        torch.save(actor.state_dict(), run_dir / BC_POLICY_FILE)
 
-    def test_fn(epoch: int, step: int | None) -> None:
-        for w in cycles:  # the same test seeds every epoch (see SeedCycle)
-            w.rewind()
-        test_c.reset(reset_stats=False)
+    # --- networks and algorithm (shared/STACK.md call sequence, SAC subclassed in agents.finetune)
+    def critic() -> ContinuousCritic:
+        return ContinuousCritic(preprocess_net=Net(state_shape=obs_shape, action_shape=act_shape,
+                                                   hidden_sizes=list(args.hidden_sizes), concat=True))
 
+    alpha: Any = float(args.init_alpha)
+    if args.auto_alpha:
+        target = -float(np.prod(act_shape)) if args.target_entropy is None else float(args.target_entropy)
+        alpha = AutoAlpha(target_entropy=target, log_alpha=float(np.log(args.init_alpha)),
+                          optim=AdamOptimizerFactory(lr=args.alpha_lr))
+    anchored = args.pretrain == "oracle"
+    algo = make_anchored_sac(
+        policy=SACPolicy(actor=actor, action_space=action_space),
+        policy_optim=AdamOptimizerFactory(lr=args.actor_lr),
+        critic=critic(), critic_optim=AdamOptimizerFactory(lr=args.critic_lr),
+        critic2=critic(), critic2_optim=AdamOptimizerFactory(lr=args.critic_lr),
+        tau=args.tau, gamma=args.gamma, alpha=alpha, n_step_return_horizon=args.n_step,
+        anchor=actor if anchored else None, bc_weight=args.bc_weight if anchored else 0.0,
+        bc_final=args.bc_final if anchored else 0.0, bc_decay=args.bc_decay,
+        critic_warmup=args.critic_warmup)
+    buf = VectorReplayBuffer(total_size=args.buffer_size, buffer_num=args.workers)
+    train_c = Collector[CollectStats](algo, train_envs, buf, exploration_noise=True)
+
+    writer = SummaryWriter(str(run_dir / "tb" / name))
+    writer.add_text("args", json.dumps(args.to_dict(), default=str))
+    test_env = make_env(args.env_id, env_kwargs) if args.test_episodes > 0 else None
+    tests: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"return": -np.inf, "env_step": None}
+
+    def run_test(env_step: int) -> None:
+        if test_env is None:
+            return
+        r = test_actor(actor, config, test_env, test_seeds)
+        tests.append({"env_step": env_step, "gradient_steps": algo.n_updates, **{k: round(v, 4) for k, v in r.items()}})
+        for k, v in r.items():
+            writer.add_scalar(f"test/{k}", v, env_step)
+        if r["return"] > best["return"]:
+            best.update(r, env_step=env_step)
+            torch.save(actor.state_dict(), run_dir / POLICY_FILE)
+        if args.progress:
+            print(f"  test @ {env_step:>7} env steps, {algo.n_updates:>6} grad steps: return {r['return']:9.3f}  "
+                  f"latency {r['latency_ms']:.4f} ms  energy {r['energy_mj']:.2f} mJ  (best @ {best['env_step']})",
+                  flush=True)
+
+    run_test(0)  # the starting actor (cloned, or random for --pretrain none)
     warm = min(args.start_steps, args.total_steps)
     train_c.reset()
-    if warm > 0:
-        # after behaviour cloning, warm up with the (stochastic) pretrained actor rather than uniform noise
-        train_c.collect(n_step=warm, random=args.pretrain == "none")
-    if test_c is not None:
-        test_c.reset()
-    steps_left = max(args.total_steps - warm, 0)
-    epoch_steps = min(args.epoch_steps, max(steps_left, 1))
-    epochs = max(1, -(-steps_left // epoch_steps))
-    result = None
-    if steps_left > 0:
-        result = algo.run_training(OffPolicyTrainerParams(
-            training_collector=train_c, test_collector=test_c, max_epochs=epochs, epoch_num_steps=epoch_steps,
-            collection_step_num_env_steps=args.step_per_collect,
-            update_step_num_gradient_steps_per_sample=args.update_per_step,
-            test_step_num_episodes=max(args.test_episodes, 1), batch_size=args.batch_size,
-            test_fn=test_fn if test_c is not None else None, save_best_fn=save_best if test_c is not None else None,
-            test_in_training=False, logger=logger, show_progress=args.progress, verbose=args.progress))
+    with policy_within_training_step(algo.policy), torch_train_mode(algo.policy, False):
+        if warm > 0:
+            # after behaviour cloning, warm up with the (stochastic) cloned actor rather than uniform noise
+            train_c.collect(n_step=warm, random=not anchored)
+    env_step, next_test, next_log, debt = warm, warm + args.epoch_steps, warm, 0.0
+    t_update = 0.0
+    while env_step < args.total_steps:
+        n = min(args.step_per_collect, args.total_steps - env_step)
+        with policy_within_training_step(algo.policy), torch_train_mode(algo.policy, False):
+            st = train_c.collect(n_step=n)
+        env_step += st.n_collected_steps
+        debt += args.update_per_step * st.n_collected_steps
+        tu = time.perf_counter()
+        stat = None
+        with policy_within_training_step(algo.policy):
+            while debt >= 1.0:
+                stat = algo.update(buffer=buf, sample_size=args.batch_size)
+                debt -= 1.0
+        t_update += time.perf_counter() - tu
+        if stat is not None and env_step >= next_log:
+            next_log += 1000
+            for k in ("actor_loss", "critic1_loss", "critic2_loss", "alpha"):
+                v = getattr(stat, k, None)
+                if v is not None:
+                    writer.add_scalar(f"train/{k}", v, env_step)
+            writer.add_scalar("train/bc_weight", algo.current_bc_weight(), env_step)
+        if env_step >= next_test or env_step >= args.total_steps:
+            run_test(env_step)
+            next_test += args.epoch_steps
     wall = time.perf_counter() - t0
     torch.save(actor.state_dict(), run_dir / LAST_POLICY_FILE)
-    if not saved["best"]:
+    if best["env_step"] is None:  # no test: keep the last actor
         torch.save(actor.state_dict(), run_dir / POLICY_FILE)
     config["training"] = {
-        "wall_s": round(wall, 2), "env_steps": int(warm + (result.train_step if result is not None else 0)),
-        "epochs": epochs if result is not None else 0,
-        "best_test_return": None if result is None or result.best_reward is None else float(result.best_reward),
-        "gradient_steps": None if result is None else int(result.update_step),
-        "kept": "best test return (policy.pt); the last actor is policy_last.pt" if saved["best"] else "last",
+        "wall_s": round(wall, 2), "env_steps": int(env_step), "gradient_steps": int(algo.n_updates),
+        "actor_updates": int(algo.n_actor_updates), "update_wall_s": round(t_update, 2),
+        "test_seeds": test_seeds, "tests": tests,
+        "best_test_return": None if best["env_step"] is None else float(best["return"]),
+        "best_test_latency_ms": None if best["env_step"] is None else float(best["latency_ms"]),
+        "best_at_env_step": best["env_step"],
+        "kept": ("best held-out test return (policy.pt; env step 0 = the starting actor); the last actor is "
+                 "policy_last.pt" if best["env_step"] is not None else "last"),
         "torch_threads": args.torch_threads, "workers": args.workers, "vector": args.vector, **bc_info,
     }
     (run_dir / CONFIG_FILE).write_text(json.dumps(config, indent=1, default=str) + "\n")
     writer.close()
     train_envs.close()
-    if test_envs is not None:
-        test_envs.close()
+    probe.close()
+    if test_env is not None:
+        test_env.close()
     return config
 
 

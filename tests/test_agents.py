@@ -24,7 +24,7 @@ from synthetic import mixed
 
 TINY = dict(total_steps=400, start_steps=100, epoch_steps=300, step_per_collect=20, update_per_step=0.1,
             batch_size=32, hidden_sizes=(16, 16), workers=2, test_episodes=1, demo_episodes=1, bc_steps=10,
-            progress=False)
+            critic_warmup=10, bc_decay=10, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_run_directory_contents(run_dir):
-    for name in ("policy.pt", "policy_last.pt", "config.json", "model.json"):
+    for name in ("policy.pt", "policy_last.pt", "policy_bc.pt", "config.json", "model.json"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tb").glob("*/events.out.tfevents.*"))
     cfg = load_config(run_dir)
@@ -49,8 +49,87 @@ def test_run_directory_contents(run_dir):
 def test_weights_load_with_weights_only(run_dir):
     import torch
 
-    sd = torch.load(run_dir / "policy.pt", weights_only=True)
-    assert all(isinstance(v, torch.Tensor) for v in sd.values())
+    for name in ("policy.pt", "policy_last.pt", "policy_bc.pt"):
+        sd = torch.load(run_dir / name, weights_only=True)
+        assert all(isinstance(v, torch.Tensor) for v in sd.values()), name
+    load_policy(run_dir)  # the kept checkpoint, through the deployed loader (weights_only=True inside)
+
+
+def test_critic_warmup_then_anchored_actor_updates_are_recorded(run_dir):
+    t = load_config(run_dir)["training"]
+    # 30 gradient steps (0.1 per env step after 100 warm-up steps of 400); the first 10 train only the critics
+    assert t["gradient_steps"] == 30 and t["actor_updates"] == 20
+    assert t["tests"][0]["env_step"] == 0  # the cloned actor is tested first: policy.pt is fine-tuned only if better
+    assert t["best_at_env_step"] in [x["env_step"] for x in t["tests"]]
+    best = max(x["return"] for x in t["tests"])
+    assert t["best_test_return"] == pytest.approx(best, abs=1e-3)
+    a = load_config(run_dir)["args"]
+    assert a["critic_warmup"] == 10 and a["bc_weight"] > 0 and a["n_step"] >= 1
+
+
+def test_critic_warmup_leaves_the_cloned_actor_untouched(tmp_path):
+    import torch
+
+    out = tmp_path / "warm"
+    cfg = train(Args(env_kwargs={"model": mixed(3)}, out=str(out), **{**TINY, "critic_warmup": 10_000}))
+    assert cfg["training"]["actor_updates"] == 0 and cfg["training"]["gradient_steps"] > 0
+    bc, last = (torch.load(out / f, weights_only=True) for f in ("policy_bc.pt", "policy_last.pt"))
+    assert all(torch.equal(bc[k], last[k]) for k in bc)
+
+
+def test_anchor_schedule_and_frozen_reference():
+    import torch
+    from tianshou.algorithm.modelfree.sac import SACPolicy
+    from tianshou.algorithm.optim import AdamOptimizerFactory
+    from tianshou.utils.net.common import Net
+    from tianshou.utils.net.continuous import ContinuousCritic
+
+    from agents.finetune import linear_schedule, make_anchored_sac
+    from agents.train import build_actor
+
+    assert linear_schedule(1.0, 0.2, 0, 10**6) == 1.0            # no decay
+    assert linear_schedule(1.0, 0.2, 100, 50) == pytest.approx(0.6)
+    assert linear_schedule(1.0, 0.2, 100, 500) == pytest.approx(0.2)
+    env = gym.make("SparOA-Orin-v0", model=mixed(3))
+    actor = build_actor((39,), (1,), (8,))
+
+    def critic():
+        return ContinuousCritic(preprocess_net=Net(state_shape=(39,), action_shape=(1,), hidden_sizes=[8], concat=True))
+
+    algo = make_anchored_sac(policy=SACPolicy(actor=actor, action_space=env.action_space),
+                             policy_optim=AdamOptimizerFactory(lr=1e-3), critic=critic(),
+                             critic_optim=AdamOptimizerFactory(lr=1e-3), critic2=critic(),
+                             critic2_optim=AdamOptimizerFactory(lr=1e-3), gamma=1.0, alpha=0.01,
+                             anchor=actor, bc_weight=2.0, bc_final=0.5, bc_decay=4, critic_warmup=3)
+    assert algo.anchored and algo.current_bc_weight() == 2.0
+    algo.n_actor_updates = 2
+    assert algo.current_bc_weight() == pytest.approx(1.25)
+    with torch.no_grad():
+        for p in actor.parameters():
+            p.add_(1.0)
+    ref = algo._anchor
+    assert ref is not actor and not any(p.requires_grad for p in ref.parameters())
+    assert not torch.equal(next(ref.parameters()), next(actor.parameters()))  # a frozen copy, not a view
+    plain = make_anchored_sac(policy=SACPolicy(actor=actor, action_space=env.action_space),
+                              policy_optim=AdamOptimizerFactory(lr=1e-3), critic=critic(),
+                              critic_optim=AdamOptimizerFactory(lr=1e-3), anchor=actor, bc_weight=0.0)
+    assert not plain.anchored and plain.current_bc_weight() == 0.0
+
+
+def test_cli_fine_tuning_options_reach_the_args():
+    import argparse
+
+    from agents.config import add_arguments, args_from_namespace
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    a = args_from_namespace(p.parse_args(["--critic-warmup", "7", "--bc-weight", "0.5", "--bc-final", "0.1",
+                                          "--bc-decay", "9", "--n-step", "4", "--auto-alpha", "--no-demo-variants"]))
+    assert (a.critic_warmup, a.bc_weight, a.bc_final, a.bc_decay, a.n_step) == (7, 0.5, 0.1, 9, 4)
+    assert a.auto_alpha and not a.demo_variants
+    assert not args_from_namespace(p.parse_args([])).auto_alpha
+    with pytest.raises(ValueError):
+        Args(bc_weight=-1.0)
 
 
 def test_numpy_forward_equals_the_deterministic_tianshou_actor(run_dir):
@@ -152,6 +231,12 @@ def test_demonstrations_label_the_linearised_oracle_plan():
     obs, lanes = demonstrations("SparOA-Orin-v0", {"model": mixed(3)}, 2, 0)
     assert obs.shape == (2 * 9, 39) and set(lanes.tolist()) <= {0, 1}
     assert len(linearised(mixed(3)).edges) == 8
+
+
+def test_demonstration_variants_cover_other_modes_and_no_load():
+    obs, _ = demonstrations("SparOA-Orin-v0", {"model": mixed(3), "background": "dynamic"}, 8, 0, variants=True)
+    assert obs.shape == (8 * 9, 39)
+    assert len(np.unique(obs[:, -2])) >= 3  # power-mode index: the training mode and others
 
 
 def test_cli_evaluate_json_and_plan(run_dir, tmp_path, capsys):
