@@ -1,6 +1,6 @@
 """Regenerate this machine's CPU traces, the fitted ``host`` profile and the fidelity figures.
 
-    .venv/bin/python benchmarks/fidelity.py                 # everything (about 10 minutes on 2 idle cores)
+    .venv/bin/python benchmarks/fidelity.py                 # everything (about 6 minutes on 2 idle cores)
     .venv/bin/python benchmarks/fidelity.py --skip-record   # refit + fidelity from the traces on disk
     .venv/bin/python benchmarks/fidelity.py --stat p10      # fit and compare p10 instead of medians
 
@@ -10,8 +10,8 @@ Steps (each is one ``sparoa`` command, printed before it runs):
    model (``--models`` to choose), 1 and 2 threads, batch 1 and 8 (on a machine with N cores: 1 and N).
 2. ``sparoa calibrate`` on the CALIBRATION half of the zoo -> ``build/host-calib.json`` (held out: the other
    half and the unseen file models), then on every zoo trace -> ``sparoa_env/data/profiles/host.json``.
-3. ``sparoa fidelity --profile build/host-calib.json --models <held-out zoo + unseen> --plans 3`` at
-   batch 1 -> ``benchmarks/results/fidelity-<machine>.json`` and a table on stdout.
+3. ``sparoa fidelity --profile build/host-calib.json --models <held-out zoo + unseen> --plans 3 --repeats 100
+   --budget-s 3`` at batch 1 -> ``benchmarks/results/fidelity-<machine>.json`` and a table on stdout.
 
 Traces and the host profile are overwritten (``--force``): this script is how they are regenerated.
 Record on a quiet machine: the traces store the run-to-run noise and the load average, and calibrate
@@ -63,6 +63,10 @@ def main() -> int:
     ap.add_argument("--stat", choices=("median", "p10"), default="median")
     ap.add_argument("--max-spread", type=float, default=None, help="passed to sparoa calibrate")
     ap.add_argument("--plans", type=int, default=3)
+    ap.add_argument("--fid-repeats", type=int, default=100,
+                    help="timed runs per fidelity case (capped by --fid-budget-s; sub-millisecond models need many: "
+                         "with 10 runs their median moved by up to 70%% between two runs)")
+    ap.add_argument("--fid-budget-s", type=float, default=3.0, help="time budget per fidelity case")
     ap.add_argument("--threads", type=int, default=None, help="threads of the single-lane fidelity plan (default all)")
     ap.add_argument("--held-out", default=None, help="models for fidelity (default: the held-out zoo half + unseen)")
     args = ap.parse_args()
@@ -95,14 +99,17 @@ def main() -> int:
     import io
 
     buf = io.StringIO()
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with contextlib.redirect_stdout(buf):
         sparoa("fidelity", "--profile", "build/host-calib.json", "--models", ",".join(held), "--plans",
-               str(args.plans), "--stat", args.stat, "--json",
+               str(args.plans), "--stat", args.stat, "--repeats", str(args.fid_repeats), "--budget-s",
+               str(args.fid_budget_s), "--json",
                *(["--threads", str(args.threads)] if args.threads else []))
     text = buf.getvalue()
     res = json.loads(text[text.index("{"):])
     res["command"] = "python benchmarks/fidelity.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     res["calibrated_on"] = CALIBRATION
+    res["loadavg_1m_before_after"] = [load_before, os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")]
     out.write_text(json.dumps(res, indent=1) + "\n")
     print(f"\nfidelity of build/host-calib.json on held-out models ({len(res['cases'])} cases), stat {args.stat}:")
     for c in res["cases"]:

@@ -5,12 +5,16 @@ The fit
 The cost model (:mod:`sparoa_env.costmodel`) prices an op on a CPU lane running ``n`` threads as::
 
     t = max(c, m) + u * min(c, m) + overhead
-    c = flops / (R_type * S(n) * sat * speedup) + aux_flops / (R_aux * S(n))       sat = flops / (flops + h * 1e6)
-    m = traffic / (B * 1e6)                                                          S(n) = 1 / ((1 - p) + p / n)
+    c = flops / (R_type * S(n) * sat * speedup) + aux_flops / (R_aux_type * S(n))  sat = flops / (flops + h * 1e6)
+    m = traffic * (k / (Bc * 1e6) + (1 - k) / (B * 1e6))   k = min(1, C / traffic)   S(n) = 1 / ((1 - p) + p / n)
+    with S(n) replaced per op by 1 + (S(n) - 1) * w / (w + q * 1e6), w = flops + aux_flops, q = parallel_half_mflop
 
-with ``R_type = peak_gflops / cores * op_efficiency[type] * 1e6`` (FLOP/ms on one core), ``R_aux`` the
-same with ``aux_efficiency``, ``h = half_efficiency_mflop``, ``B = mem_bw_frac * dram_bw_gbps``,
-``overhead = fixed_overhead_us + launch_overhead_us`` (a CPU lane pays both), ``p = parallel_fraction``,
+with ``R_type = peak_gflops / cores * op_efficiency[type] * 1e6`` (FLOP/ms on one core), ``R_aux_type`` the
+same with ``aux_op_efficiency[type]`` (elementwise op types with at least ``min_type_rows`` rows; the others
+share ``aux_efficiency``), ``h = half_efficiency_mflop``, ``B = mem_bw_frac * dram_bw_gbps``, ``C = cache_mb
+* 1e6`` and ``Bc = cache_bw_gbps`` (the share of an op's traffic that fits the cache runs at ``Bc``),
+``overhead = fixed_overhead_us + launch_overhead_us`` (a CPU lane pays both), ``p = parallel_fraction``
+(and ``q``, fitted with it when the traces hold several thread counts),
 ``u = unhidden_frac`` and ``speedup`` the sparsity curve. :func:`fit_processor` fits all of them at once
 (log-parametrised, bounded, ``scipy.optimize.least_squares``) to two kinds of residual:
 
@@ -83,6 +87,7 @@ class FitData:
     threads: np.ndarray
     measured: np.ndarray          # ms, probe cost removed
     keys: list[str]               # efficiency key per op
+    aux_keys: list[str]           # elementwise type key per op (the op type without overload segments)
     config: np.ndarray            # index of the pass (config) each op belongs to
     config_e2e: np.ndarray        # measured end-to-end ms per config (NaN when absent)
     config_label: list[str]
@@ -108,7 +113,8 @@ class FitData:
         shapes = [tuple(json.loads(s)) if s else () for s in ops["out_shape"]]
         flops = ops["flops"].to_numpy(float)
         keys = [_type_key(t, f, s, depthwise_sizes) for t, f, s in zip(ops["op_type"], flops, shapes)]
-        return cls(flops=flops, aux=ops["aux_flops"].to_numpy(float),
+        aux_keys = [_type_key(t, 0.0, (), ()) for t in ops["op_type"]]
+        return cls(flops=flops, aux=ops["aux_flops"].to_numpy(float), aux_keys=aux_keys,
                    traffic=(ops["bytes_in"] + ops["bytes_out"] + ops["weight_bytes"]).to_numpy(float),
                    ws=ops["weight_sparsity"].to_numpy(float), pattern=list(ops["sparsity_pattern"]),
                    threads=ops["threads"].to_numpy(float), measured=np.maximum(measured, 1e-6), keys=keys,
@@ -122,14 +128,20 @@ class ProcessorFit:
     """Fitted parameters of one processor (rates in FLOP/ms on one core)."""
 
     rates: dict[str, float]
-    aux_rate: float
+    aux_rate: float               # the default elementwise rate (aux_efficiency)
     half_mflop: float
-    bw_gbps: float
+    bw_gbps: float                # DRAM
     overhead_ms: float
     parallel_fraction: float
     unhidden_frac: float
+    parallel_half_mflop: float = 0.0   # 0: every op gets the full Amdahl speedup
     curves: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    aux_rates: dict[str, float] = field(default_factory=dict)   # per elementwise op type (aux_op_efficiency)
+    cache_bytes: float = 0.0      # 0: one memory level
+    cache_bw_gbps: float = 0.0
+    aux_rows: dict[str, int] = field(default_factory=dict)
+    default_aux_fitted: bool = True   # False: the default is the mean of the per-type rates (see fit_processor)
 
     def predict(self, d: FitData) -> np.ndarray:
         return _predict(d, self)
@@ -144,20 +156,40 @@ def _speedups(d: FitData, curves: Mapping[str, tuple[Sequence[float], Sequence[f
     return s
 
 
+def _memory_ms(traffic: np.ndarray, bw_gbps: float, cache_bytes: float, cache_bw_gbps: float) -> np.ndarray:
+    if cache_bytes <= 0:
+        return traffic / (bw_gbps * 1e6)
+    hit = np.minimum(np.divide(cache_bytes, traffic, out=np.ones(len(traffic)), where=traffic > 0), 1.0)
+    return traffic * (hit / (cache_bw_gbps * 1e6) + (1.0 - hit) / (bw_gbps * 1e6))
+
+
 def _predict(d: FitData, f: ProcessorFit) -> np.ndarray:
     rate = np.array([f.rates.get(k, f.rates["default"]) for k in d.keys])
+    aux_rate = np.array([f.aux_rates.get(k, f.aux_rate) for k in d.aux_keys]) if f.aux_rates else f.aux_rate
     S = 1.0 / ((1.0 - f.parallel_fraction) + f.parallel_fraction / d.threads)
+    if f.parallel_half_mflop > 0:
+        w = d.flops + d.aux
+        S = 1.0 + (S - 1.0) * w / (w + f.parallel_half_mflop * 1e6)
     half = f.half_mflop * 1e6
     speed = _speedups(d, f.curves)
     main = np.where(d.flops > 0, (d.flops + half) / (rate * S * speed), 0.0)
-    c = main + d.aux / (f.aux_rate * S)
-    m = d.traffic / (f.bw_gbps * 1e6)
+    c = main + d.aux / (aux_rate * S)
+    m = _memory_ms(d.traffic, f.bw_gbps, f.cache_bytes, f.cache_bw_gbps)
     return np.maximum(c, m) + f.unhidden_frac * np.minimum(c, m) + f.overhead_ms
 
 
 def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float | None = None,
-                  init: ProcessorFit | None = None) -> ProcessorFit:
-    """Least-squares fit of the cost-model parameters of one processor to its op and e2e rows."""
+                  init: ProcessorFit | None = None, fit_cache: bool = True,
+                  aux_rate_cap: float | None = None, bw_floor_gbps: float | None = None) -> ProcessorFit:
+    """Least-squares fit of the cost-model parameters of one processor to its op and e2e rows.
+
+    ``fit_cache``: fit the two-level memory (cache size and cache bandwidth besides the DRAM bandwidth);
+    otherwise one level. ``aux_rate_cap``: upper bound of every elementwise rate (FLOP/ms on one core; the
+    calibration passes the matmul peak, so that an elementwise rate the data do not pin down, an op type
+    that is memory-bound everywhere, cannot imply a peak above the measured one). ``bw_floor_gbps``: lower
+    bound of the DRAM bandwidth (the calibration passes half the large-copy bandwidth: with a cache level in
+    the model, a kernel that is slow on large tensors for reasons of its own, a depthwise convolution at
+    batch 8, must not drag the DRAM bandwidth of every streaming op down with it)."""
     from scipy.optimize import least_squares
 
     with_flops = d.flops > 0
@@ -176,12 +208,28 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
         ws = np.array([x for x, p, w in zip(d.ws, d.pattern, with_flops) if p == pat and w and x > 0])
         levels[pat] = sorted({round(float(x) * 20) / 20 for x in ws if 0.0 < round(float(x) * 20) / 20 < 1.0})
     vary_p = fixed_parallel is None and len(set(d.threads.tolist())) > 1
+    # elementwise op types with enough rows get their own rate (aux_op_efficiency); the rest share the default
+    elementwise = (~with_flops) & (d.aux > 0)
+    aux_counts: dict[str, int] = {}
+    for k, e in zip(d.aux_keys, elementwise):
+        if e:
+            aux_counts[k] = aux_counts.get(k, 0) + 1
+    aux_keys = sorted(k for k, c in aux_counts.items() if c >= min_type_rows and k != "default")
+    # With a per-type table the default elementwise rate (for rare and never-traced types) is not a free
+    # parameter: a rate fitted to a few rows of one rare type (an embedding, a max-pool) would price every
+    # unseen elementwise type of a new model. It is the row-weighted geometric mean of the per-type rates.
+    aux_w = np.array([aux_counts[k] for k in aux_keys], dtype=float)
+    aux_w = aux_w / aux_w.sum() if len(aux_w) else aux_w
 
     # initial guesses: rates from big ops, bandwidth from memory-bound ones
     fl, t = d.flops, d.measured
     g0 = float(np.median((fl / t)[with_flops])) if with_flops.any() else 1e7
     a0 = float(np.median((d.aux / t)[(~with_flops) & (d.aux > 0)])) if ((~with_flops) & (d.aux > 0)).any() else 1e6
     b0 = float(np.percentile(d.traffic / t / 1e6, 90)) if len(t) else 10.0
+    aux_guess = {}
+    for k in aux_keys:
+        sel = np.array([a == k for a in d.aux_keys]) & elementwise
+        aux_guess[k] = float(np.median(d.aux[sel] / t[sel]))
     if init is not None:
         x0 = [math.log(init.rates.get(k, init.rates.get("default", g0))) for k in all_keys]
         x0 += [math.log(max(init.half_mflop, 1e-4)), math.log(init.aux_rate), math.log(init.bw_gbps),
@@ -192,8 +240,21 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
                math.log(max(float(np.percentile(t, 5)), 1e-4) * 0.5), _logit(0.8 if fixed_parallel is None else fixed_parallel),
                _logit(0.3)]
     n_lv = sum(len(v) for v in levels.values())
-    x0 = np.array(x0 + [0.0] * n_lv, dtype=float)
+    x0 += [0.0] * n_lv
+    if init is not None:
+        x0 += [math.log(init.aux_rates.get(k, init.aux_rate)) for k in aux_keys]
+        x0 += [math.log(init.cache_bytes if init.cache_bytes > 0 else 4e6),
+               math.log(max(init.cache_bw_gbps / init.bw_gbps, 1.0 + 1e-6) if init.cache_bytes > 0 else 2.0)]
+        x0 += [math.log(max(init.parallel_half_mflop, 1e-3))]
+    else:
+        x0 += [math.log(max(aux_guess[k], 1.0)) for k in aux_keys]
+        x0 += [math.log(4e6), math.log(2.0)]
+        x0 += [math.log(0.1)]
+    x0 = np.array(x0, dtype=float)
     nk = len(all_keys)
+    na = len(aux_keys)
+    j_aux = nk + 6 + n_lv          # per-type elementwise rates
+    j_cache = j_aux + na           # log cache bytes, log(cache bandwidth / DRAM bandwidth)
 
     lo = np.full(len(x0), -np.inf)
     hi = np.full(len(x0), np.inf)
@@ -201,11 +262,21 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     lo[nk], hi[nk] = math.log(1e-4), math.log(1e4)                      # half-efficiency MFLOP
     # elementwise rate: an unidentified one (every elementwise op memory-bound) must not run off to
     # infinity, or the peak it implies would crush every efficiency; 10x the fastest guess is ample
-    lo[nk + 1], hi[nk + 1] = math.log(1e3), math.log(max(10 * max(g0, a0), 1e4))
+    aux_hi = math.log(max(10 * max(g0, a0, *aux_guess.values()), 1e4))
+    if aux_rate_cap is not None and aux_rate_cap > 0:
+        aux_hi = min(aux_hi, math.log(max(aux_rate_cap, 1e4)))
+    lo[nk + 1], hi[nk + 1] = math.log(1e3), aux_hi
+    lo[j_aux:j_cache], hi[j_aux:j_cache] = math.log(1e3), aux_hi
+    lo[j_cache], hi[j_cache] = math.log(64e3), math.log(1e9)          # cache: 64 kB .. 1 GB
+    if bw_floor_gbps is not None and bw_floor_gbps > 0:
+        lo[nk + 2] = math.log(bw_floor_gbps)
+    lo[j_cache + 1], hi[j_cache + 1] = 0.0, math.log(100.0)           # cache bandwidth 1..100x DRAM's
+    j_par = j_cache + 2
+    lo[j_par], hi[j_par] = math.log(1e-6), math.log(1e4)                # parallel half-work, MFLOP
     lo[nk + 3], hi[nk + 3] = math.log(1e-6), math.log(10.0)             # overhead ms
     lo[nk + 4], hi[nk + 4] = _logit(0.01), _logit(0.999)                 # parallel fraction
     lo[nk + 5], hi[nk + 5] = _logit(0.001), _logit(0.999)                # unhidden
-    lo[nk + 6:], hi[nk + 6:] = math.log(0.2), math.log(20.0)             # sparsity speedups
+    lo[nk + 6:j_aux], hi[nk + 6:j_aux] = math.log(0.2), math.log(20.0)   # sparsity speedups
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
 
     # residual weights: share of the pass, with a floor
@@ -230,9 +301,15 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
         p = fixed_parallel if not vary_p else _sigmoid(x[nk + 4])
         if fixed_parallel is None and not vary_p:
             p = _sigmoid(x0[nk + 4])
-        return ProcessorFit(rates=rates, aux_rate=float(math.exp(x[nk + 1])), half_mflop=float(math.exp(x[nk])),
-                            bw_gbps=float(math.exp(x[nk + 2])), overhead_ms=float(math.exp(x[nk + 3])),
-                            parallel_fraction=float(p), unhidden_frac=float(_sigmoid(x[nk + 5])), curves=curves)
+        bw = float(math.exp(x[nk + 2]))
+        aux_default = float(math.exp(float(aux_w @ x[j_aux:j_cache]) if na else x[nk + 1]))
+        return ProcessorFit(rates=rates, aux_rate=aux_default, half_mflop=float(math.exp(x[nk])),
+                            bw_gbps=bw, overhead_ms=float(math.exp(x[nk + 3])),
+                            parallel_fraction=float(p), unhidden_frac=float(_sigmoid(x[nk + 5])), curves=curves,
+                            aux_rates={k: float(math.exp(x[j_aux + i])) for i, k in enumerate(aux_keys)},
+                            cache_bytes=float(math.exp(x[j_cache])) if fit_cache else 0.0,
+                            cache_bw_gbps=bw * float(math.exp(x[j_cache + 1])) if fit_cache else bw,
+                            parallel_half_mflop=float(math.exp(x[j_par])) if vary_p else 0.0)
 
     def residuals(x: np.ndarray) -> np.ndarray:
         f = unpack(x)
@@ -241,11 +318,17 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
         sums = np.bincount(d.config, weights=pred, minlength=n_cfg)
         r_e2e = _E2E_WEIGHT * (np.log(sums[has_e2e]) - np.log(d.config_e2e[has_e2e]))
         reg = 1e-3 * (x[:nk] - np.mean(x[:nk])) if nk else np.zeros(0)   # keeps unidentified rates sane
-        return np.concatenate([r_op, r_e2e, reg])
+        reg_aux = 1e-3 * (x[j_aux:j_cache] - float(aux_w @ x[j_aux:j_cache])) if na else np.zeros(0)
+        return np.concatenate([r_op, r_e2e, reg, reg_aux])
 
     active = np.ones(len(x0), bool)
     if not vary_p:
         active[nk + 4] = False
+        active[j_par] = False
+    if not fit_cache:
+        active[j_cache:j_cache + 2] = False
+    if na:
+        active[nk + 1] = False     # the default is the mean of the per-type rates (above)
 
     def res_active(xa: np.ndarray) -> np.ndarray:
         x = x0.copy()
@@ -262,6 +345,8 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     x[active] = best.x
     out = unpack(x)
     out.rows = counts
+    out.aux_rows = {k: aux_counts[k] for k in aux_keys}
+    out.default_aux_fitted = not na
     return out
 
 
@@ -374,20 +459,24 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     # CPU fit
     d_cpu = FitData.from_frame(df, "cpu", stat=stat)
     thread_counts = sorted({int(t) for t in d_cpu.threads})
-    f_cpu = fit_processor(d_cpu, min_type_rows=min_type_rows)
+    peak_rows = cpu_rows[(cpu_rows["kind"] == "peak") & (cpu_rows["op_type"] == "aten.mm")]
+    mm_per_core = float((peak_rows["flops"] / peak_rows["latency_ms"] / peak_rows["threads"].clip(lower=1)).max()) \
+        if len(peak_rows) else math.nan   # FLOP/ms on one core, a lower bound (Amdahl)
+    copy_rows = cpu_rows[(cpu_rows["kind"] == "peak") & (cpu_rows["op_type"] == "aten.copy")]
+    copy_bw = float(((copy_rows["bytes_in"] + copy_rows["bytes_out"]) / (copy_rows["latency_ms"] * 1e6)).max()) \
+        if len(copy_rows) else math.nan
+    f_cpu = fit_processor(d_cpu, min_type_rows=min_type_rows,
+                          aux_rate_cap=mm_per_core if mm_per_core == mm_per_core else None,
+                          bw_floor_gbps=0.5 * copy_bw if copy_bw == copy_bw else None)
     reports = {"cpu": fit_report(d_cpu, f_cpu)}
     fits = {"cpu": f_cpu}
     # per-core peak from the matmul rows, corrected by the fitted Amdahl factor
-    peak_rows = cpu_rows[(cpu_rows["kind"] == "peak") & (cpu_rows["op_type"] == "aten.mm")]
     per_core = 0.0
     for _, r in peak_rows.iterrows():
         S = 1.0 / ((1 - f_cpu.parallel_fraction) + f_cpu.parallel_fraction / r["threads"])
         per_core = max(per_core, r["flops"] / (r["latency_ms"] * 1e6) / S)  # GFLOP/s per core
-    max_rate = max(list(f_cpu.rates.values()) + [f_cpu.aux_rate]) / 1e6
+    max_rate = max(list(f_cpu.rates.values()) + [f_cpu.aux_rate] + list(f_cpu.aux_rates.values())) / 1e6
     per_core = max(per_core, max_rate / 0.98)
-    copy_rows = cpu_rows[(cpu_rows["kind"] == "peak") & (cpu_rows["op_type"] == "aten.copy")]
-    copy_bw = float(((copy_rows["bytes_in"] + copy_rows["bytes_out"]) / (copy_rows["latency_ms"] * 1e6)).max()) \
-        if len(copy_rows) else math.nan
     dram = max(copy_bw if copy_bw == copy_bw else 0.0, f_cpu.bw_gbps)
     dispatch_ms = _median(cpu_rows, kind="dispatch")
     launch_us = min(dispatch_ms * 1e3 if dispatch_ms == dispatch_ms else 0.0, f_cpu.overhead_ms * 1e3)
@@ -418,10 +507,13 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
             "peak_gflops": per_core * ncores,
             "dtype_speedup": {"float16": 1.0, "bfloat16": 1.0, "int8": 1.0},
             "parallel_fraction": f_cpu.parallel_fraction,
+            "parallel_half_mflop": f_cpu.parallel_half_mflop,
             "mem_bw_frac": min(max(f_cpu.bw_gbps / dram, 1e-3), 1.0),
             "launch_overhead_us": launch_us, "fixed_overhead_us": fixed_us, "async_dispatch": False,
             "half_efficiency_mflop": f_cpu.half_mflop, "op_efficiency": cpu_eff,
             "aux_efficiency": min(max(f_cpu.aux_rate / 1e6 / per_core, 1e-6), 1.0),
+            "aux_op_efficiency": {k: min(max(v / 1e6 / per_core, 1e-6), 1.0) for k, v in f_cpu.aux_rates.items()},
+            "cache_mb": f_cpu.cache_bytes / 1e6, "cache_bw_gbps": f_cpu.cache_bw_gbps,
             "sparsity": curves,
             "static_power_w": 2.0, "dynamic_power_w": 8.0 * ncores, "power_freq_exponent": 2.5,
             "sources": {
@@ -436,12 +528,25 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
                                       if len(thread_counts) > 1 else
                                       f"assumption: traces at {thread_counts[0]} thread(s) only, so the Amdahl fraction "
                                       f"is not identifiable; {f_cpu.parallel_fraction:g} assumed"),
-                "mem_bw_frac": src_fit + ", over the large-copy DRAM bandwidth",
+                "parallel_half_mflop": (src_fit + " (passes at " + ", ".join(map(str, thread_counts)) +
+                                        " threads: op-size-dependent share of the Amdahl speedup)"
+                                        if len(thread_counts) > 1 else
+                                        f"assumption: traces at {thread_counts[0]} thread(s) only; every op is "
+                                        "given the full Amdahl speedup (0)"),
+                "mem_bw_frac": src_fit + ", over the large-copy DRAM bandwidth (bounded below by half of it)",
                 "launch_overhead_us": f"[{ref}] dispatch micro-benchmark: host time of a tiny op from compiled code",
                 "fixed_overhead_us": src_fit + ": the fitted per-op overhead minus the dispatch cost",
                 "async_dispatch": "assumption: by construction of the executor, a CPU lane runs its ops on its own worker thread, which waits for each op",
                 "half_efficiency_mflop": src_fit, "op_efficiency": src_fit + " (FLOP/s per op type over peak)",
-                "aux_efficiency": src_fit,
+                "aux_efficiency": (src_fit + " (elementwise op types not in aux_op_efficiency)"
+                                   if f_cpu.default_aux_fitted else
+                                   f"[{ref}] elementwise op types outside aux_op_efficiency (rare or never traced) "
+                                   "run at the row-weighted geometric mean of the fitted per-type rates"),
+                "aux_op_efficiency": src_fit + " (elementwise op types with at least "
+                                     f"{min_type_rows} traced rows: " + _rows_text(f_cpu.aux_rows) + ")",
+                "cache_mb": src_fit + " (two memory levels: the share min(1, cache / traffic) of an op's traffic is "
+                            "served at cache_bw_gbps, the rest at the DRAM bandwidth)",
+                "cache_bw_gbps": src_fit + " (bandwidth of the traffic that fits cache_mb)",
                 "static_power_w": power_src, "dynamic_power_w": power_src, "power_freq_exponent": power_src,
             }})
     if gpu_procs:
@@ -490,6 +595,10 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     reports["cpu"]["profile_vs_fit_max_deviation"] = _check_reproduces(profile, df, d_cpu, f_cpu)
     return CalibrationResult(profile=profile, fits=fits, reports=reports, noise=noise, trace_ids=trace_ids,
                              excluded=excluded, stat=stat)
+
+
+def _rows_text(rows: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(rows.items())) or "none"
 
 
 def _drop_noisy(df: Any, max_spread: float | None) -> tuple[Any, list[str]]:
@@ -651,7 +760,7 @@ def _gpu_processor(df: Any, proc: str, ref: str, src_fit: str, fits: dict, repor
     meta_sms = rows["threads"].max()  # not the SM count: kept only as a floor
     pk = rows[(rows["kind"] == "peak") & (rows["op_type"] == "aten.mm")]
     peak = float((pk["flops"] / (pk["latency_ms"] * 1e6)).max()) if len(pk) else 0.0
-    peak = max(peak, max(f.rates.values()) / 1e6 / 0.98, f.aux_rate / 1e6 / 0.98)
+    peak = max(peak, max(f.rates.values()) / 1e6 / 0.98, max([f.aux_rate] + list(f.aux_rates.values())) / 1e6 / 0.98)
     cp = rows[(rows["kind"] == "peak") & (rows["op_type"] == "aten.copy")]
     gbw = float(((cp["bytes_in"] + cp["bytes_out"]) / (cp["latency_ms"] * 1e6)).max()) if len(cp) else f.bw_gbps
     launch = _median(rows, kind="dispatch")
@@ -661,12 +770,14 @@ def _gpu_processor(df: Any, proc: str, ref: str, src_fit: str, fits: dict, repor
     return {
         "name": "gpu", "kind": "gpu", "cores": cores, "max_freq_mhz": float(freq.max()) if len(freq) else 1000.0,
         "peak_gflops": peak, "dtype_speedup": {"float16": 1.0, "bfloat16": 1.0, "int8": 1.0},
-        "parallel_fraction": 0.995, "mem_bw_frac": min(max(f.bw_gbps / max(gbw, f.bw_gbps), 1e-3), 1.0),
+        "parallel_fraction": 0.995, "parallel_half_mflop": 0.0, "mem_bw_frac": min(max(f.bw_gbps / max(gbw, f.bw_gbps), 1e-3), 1.0),
         "launch_overhead_us": (launch * 1e3) if launch == launch else 5.0,
         "fixed_overhead_us": max(f.overhead_ms * 1e3, (dev_tiny * 1e3) if dev_tiny == dev_tiny else 0.0),
         "async_dispatch": True, "half_efficiency_mflop": f.half_mflop,
         "op_efficiency": {k: min(max(v / 1e6 / peak, 1e-6), 1.0) for k, v in f.rates.items()},
         "aux_efficiency": min(max(f.aux_rate / 1e6 / peak, 1e-6), 1.0),
+        "aux_op_efficiency": {k: min(max(v / 1e6 / peak, 1e-6), 1.0) for k, v in f.aux_rates.items()},
+        "cache_mb": f.cache_bytes / 1e6, "cache_bw_gbps": f.cache_bw_gbps,
         "sparsity": _curve_dicts(f, proc, ref),
         "static_power_w": 20.0, "dynamic_power_w": 200.0, "power_freq_exponent": 2.5,
         "sources": {
@@ -675,11 +786,14 @@ def _gpu_processor(df: Any, proc: str, ref: str, src_fit: str, fits: dict, repor
             "peak_gflops": f"[{ref}] 4096^3 sgemm rate, raised to keep every fitted efficiency <= 1",
             "dtype_speedup": "assumption: only float32 was traced",
             "parallel_fraction": "assumption: a GPU spreads an op over all SMs (0.995)",
+            "parallel_half_mflop": "assumption: not modelled on a GPU lane (0; small kernels are priced by half_efficiency_mflop)",
             "mem_bw_frac": src_fit + ", over the device's large-copy bandwidth",
             "launch_overhead_us": f"[{ref}] host time per tiny-kernel launch",
             "fixed_overhead_us": src_fit + " (device-side per-op time; at least a tiny kernel's)",
             "async_dispatch": "assumption: by construction, a CUDA stream: the host goes on after the launch",
             "half_efficiency_mflop": src_fit, "op_efficiency": src_fit, "aux_efficiency": src_fit,
+            "aux_op_efficiency": src_fit + " (elementwise op types with enough rows)",
+            "cache_mb": src_fit + " (two memory levels)", "cache_bw_gbps": src_fit + " (two memory levels)",
             "static_power_w": "assumption: not measured", "dynamic_power_w": "assumption: not measured",
             "power_freq_exponent": "assumption: not measured",
         }}

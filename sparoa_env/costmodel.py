@@ -11,14 +11,20 @@ background load:
 
 * ``compute_ms = flops / (G_p * eff * sat * dtype * sparse) + aux_flops / (G_p * aux_eff * dtype)``
 
-  - ``G_p = peak_gflops / cores * S(n) * (f_mode / f_max)``: the effective peak with ``n`` online cores,
-    where ``S(n) = 1 / ((1 - parallel_fraction) + parallel_fraction / n)`` is Amdahl's speedup.
+  - ``G_p = peak_gflops / cores * S_op(n) * (f_mode / f_max)``: the effective peak with ``n`` online cores,
+    where ``S(n) = 1 / ((1 - parallel_fraction) + parallel_fraction / n)`` is Amdahl's speedup and
+    ``S_op(n) = 1 + (S(n) - 1) * w / (w + parallel_half_mflop * 1e6)`` the share of it an op with work
+    ``w = flops + aux_flops`` gets (small ops run on fewer threads: intra-op grain sizes, fork/join;
+    ``parallel_half_mflop = 0``: every op gets ``S(n)``).
   - ``eff = op_efficiency[op_type]``: looked up by the exact ATen name, then with trailing overload
     segments stripped (``aten.convolution.default`` -> ``aten.convolution``), then ``default``. A
     convolution whose reduction length ``K = flops / (2 * output elements)`` is one of
     ``cost_rules.depthwise_reduction_sizes`` (a single-channel k x k window: 9, 25, 49) is depthwise and
     first tries ``<name>.depthwise``. The graph does not store ``groups``; this rule is the proxy.
   - ``sat = flops / (flops + half_efficiency_mflop * 1e6)``: small ops do not fill the machine.
+  - ``aux_eff = aux_op_efficiency[op_type]`` looked up like ``eff`` (exact name, then without overload
+    segments), else ``aux_efficiency``: elementwise work differs by orders of magnitude per op type
+    (a ReLU streams, a GELU or softmax evaluates transcendentals, a max-pool scans windows).
   - ``dtype = dtype_speedup[op.dtype]`` for float16 / bfloat16 / int8; 1 for float32 and for any other
     dtype (int64 and bool index/mask ops, ``"none"``; float64 is not modelled and is priced as float32).
   - ``sparse``: the processor's curve for the op's ``sparsity_pattern``, interpolated at the op's
@@ -26,9 +32,13 @@ background load:
     convolution's output, the last dim otherwise) and ``K`` reach the curve's ``min_channels`` and the
     batch reaches ``min_batch``; 1 otherwise and for ``dense`` ops. FLOPs are counted on dense shapes
     (masked weights, as ``torch.nn.utils.prune`` leaves them), so the curve carries the whole gain.
-* ``memory_ms = traffic / (mem_bw_frac * dram_bw_gbps * memory_bw_frac(mode) * 1e6)`` with
-  ``traffic = bytes_in + bytes_out + weight traffic`` (the whole weight tensor, or for a curve with
-  ``weight_storage="compressed"`` that applies, ``weight_bytes * (1 - weight_sparsity) * (1 + index_overhead)``).
+* ``memory_ms = traffic * (h / (cache_bw_gbps * 1e6) + (1 - h) / (mem_bw_frac * dram_bw_gbps * memory_bw_frac(mode) * 1e6))``
+  with ``traffic = bytes_in + bytes_out + weight traffic`` (the whole weight tensor, or for a curve with
+  ``weight_storage="compressed"`` that applies, ``weight_bytes * (1 - weight_sparsity) * (1 + index_overhead)``)
+  and ``h = min(1, cache_mb * 1e6 / traffic)`` (1 for an op without traffic): two memory levels, the share
+  of the op's working set that fits the processor's last-level cache is served at the cache bandwidth,
+  the rest streams from DRAM. ``cache_mb = 0`` gives one level (``h = 0``). ``traffic_bytes`` in
+  :class:`OpCosts` is the DRAM part, ``(1 - h) * traffic``: what contends for DRAM bandwidth.
 * ``fixed_ms = fixed_overhead_us / 1000``: device-side per-op time (kernel start/tail, fork/join).
 * ``host_ms = launch_overhead_us / 1000 * (f_host_max / f_host_mode) ** host_freq_exponent``: time the
   host (Python dispatch) thread spends issuing the op, on ``cost_rules.host_processor``'s clock. For a
@@ -85,7 +95,8 @@ class OpCosts:
     """Cost components of every op on every processor, ``(n_ops, n_processors)`` float64 arrays in ms,
     for one graph in one power mode at that mode's clock caps, with no contention and no background.
 
-    ``traffic_bytes`` is the DRAM traffic behind ``memory_ms``. Arrays are read-only.
+    ``traffic_bytes`` is the DRAM traffic behind ``memory_ms`` (the part of the op's traffic that does not
+    fit the processor's cache). Arrays are read-only.
     """
 
     compute_ms: np.ndarray
@@ -213,12 +224,18 @@ class CostModel:
         base = self._graph_base(graph)
         m = self.profile.mode(mode)
         rel = np.array([st.rel_speed for st in states])
+        if base["par_g"] is not None:   # op-size-dependent parallel speedup: the mode's cores relative to all
+            g = base["par_g"]
+            s_mode = np.array([st.s_cores for st in states])
+            s_all = np.array([_amdahl(p.cores, p.parallel_fraction) for p in self.processors])
+            f_rel = np.array([st.freq_mhz / st.max_freq_mhz for st in states])
+            rel = f_rel * (1.0 + (s_mode - 1.0) * g) / (1.0 + (s_all - 1.0) * g)
         bw = np.array([st.bw_gbps for st in states])
         host_st = states[self._host]
         host_scale = (host_st.max_freq_mhz / host_st.freq_mhz) ** self.profile.cost_rules.host_freq_exponent
         n = len(graph)
         compute = base["compute_ms_max"] / rel
-        memory = base["traffic_bytes"] / (bw * 1e6)
+        memory = base["cache_ms"] + base["traffic_bytes"] / (bw * 1e6)
         fixed = np.broadcast_to(base["fixed_ms"], (n, self.n_processors)).copy()
         host = np.broadcast_to(base["host_ms_max"] * host_scale, (n, self.n_processors)).copy()
         arrays = [compute, memory, fixed, host, base["traffic_bytes"].copy()]
@@ -254,6 +271,8 @@ class CostModel:
 
         compute = np.zeros((n, P))
         traffic = np.zeros((n, P))
+        cache_ms = np.zeros((n, P))
+        par_g = np.ones((n, P)) if any(p.parallel_half_mflop > 0 for p in self.processors) else None
         host = np.zeros(P)
         fixed = np.zeros(P)
         for j, spec in enumerate(self.processors):
@@ -279,14 +298,30 @@ class CostModel:
                     wtraffic = np.where(applies, f["weight_bytes"] * (1.0 - ws) * (1.0 + curve.index_overhead),
                                         wtraffic)
             gflops = spec.peak_gflops / spec.cores * _amdahl(spec.cores, spec.parallel_fraction)
+            if par_g is not None:
+                s_all = _amdahl(spec.cores, spec.parallel_fraction)
+                half_w = spec.parallel_half_mflop * 1e6
+                work = flops + aux
+                par_g[:, j] = np.divide(work, work + half_w, out=np.ones(n), where=(work + half_w) > 0)
+                gflops = spec.peak_gflops / spec.cores * (1.0 + (s_all - 1.0) * par_g[:, j])
             main_rate = gflops * 1e6 * eff * sat * dt * speedup  # FLOP per ms
+            if spec.aux_op_efficiency:
+                aux_cache: dict[tuple[str, bool], float] = {}
+                table = {**spec.aux_op_efficiency, "default": spec.aux_efficiency}
+                aux_eff = np.array([_efficiency(table, nd.op_type, False, aux_cache) for nd in nodes])
+            else:
+                aux_eff = spec.aux_efficiency
             compute[:, j] = (np.divide(flops, main_rate, out=np.zeros(n), where=flops > 0)
-                             + aux / (gflops * 1e6 * spec.aux_efficiency * dt))
-            traffic[:, j] = f["bytes_in"] + f["bytes_out"] + wtraffic
+                             + aux / (gflops * 1e6 * aux_eff * dt))
+            total = f["bytes_in"] + f["bytes_out"] + wtraffic
+            cache_bytes = spec.cache_mb * 1e6
+            hit = np.divide(cache_bytes, total, out=np.ones(n), where=total > 0).clip(max=1.0)
+            cache_ms[:, j] = total * hit / (spec.cache_bw_gbps * 1e6)
+            traffic[:, j] = total * (1.0 - hit)
             host[j] = spec.launch_overhead_us / 1e3
             fixed[j] = spec.fixed_overhead_us / 1e3
-        base = {"compute_ms_max": compute, "traffic_bytes": traffic, "host_ms_max": host, "fixed_ms": fixed,
-                "depthwise": depthwise}
+        base = {"compute_ms_max": compute, "traffic_bytes": traffic, "cache_ms": cache_ms, "host_ms_max": host,
+                "fixed_ms": fixed, "depthwise": depthwise, "par_g": par_g}
         if len(self._base_cache) > 256:
             self._base_cache = {k: v for k, v in self._base_cache.items() if v[0]() is not None}
         self._base_cache[id(graph)] = (weakref.ref(graph), base)
@@ -313,7 +348,7 @@ class CostModel:
         return self.profile.memory.dram_bw_gbps * self.profile.mode(mode).memory_bw_frac
 
     def achievable_bw_gbps(self, proc: int, mode: str) -> float:
-        """Bandwidth ``proc`` reaches alone in ``mode`` (what ``memory_ms`` assumes)."""
+        """DRAM bandwidth ``proc`` reaches alone in ``mode`` (what the DRAM part of ``memory_ms`` assumes)."""
         return self._mode(mode)[proc].bw_gbps
 
     def bandwidth_demand_gbps(self, costs: OpCosts, op: int, proc: int, speed: float = 1.0) -> float:

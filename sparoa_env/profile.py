@@ -84,6 +84,9 @@ class ProcessorSpec:
     spec sheet figure); ``dtype_speedup``: effective throughput of float16 / bfloat16 / int8 kernels
     relative to float32 on this processor (what eager kernels gain, not the spec ratio).
     ``parallel_fraction``: Amdahl fraction of an op's work that spreads over cores.
+    ``parallel_half_mflop``: an op with this much work (FLOPs + elementwise work, in MFLOP) gets half of the
+    Amdahl speedup over one core (small ops run on fewer threads than the lane has: intra-op grain sizes,
+    fork/join); 0 = every op gets the full Amdahl speedup.
     ``mem_bw_frac``: share of the DRAM bandwidth this processor reaches alone. ``launch_overhead_us``:
     host-thread (CPU) time to issue one op: kernel launch for a GPU/NPU, dispatch for the CPU, at the
     host CPU's highest clock. ``fixed_overhead_us``: device-side time per op besides compute and memory
@@ -91,7 +94,11 @@ class ProcessorSpec:
     (GPU stream, NPU queue) rather than waiting for the op (CPU). ``half_efficiency_mflop``: an op of
     this many MFLOP reaches half of its table efficiency (occupancy / tail effects on small ops).
     ``op_efficiency``: fraction of the effective peak that ops of each ATen type reach, ``default`` for
-    the rest; ``aux_efficiency``: the same for elementwise work (``aux_flops``). ``sparsity``: one curve
+    the rest; ``aux_efficiency``: the same for elementwise work (``aux_flops``) of op types that
+    ``aux_op_efficiency`` does not list (that table may be empty; it is looked up like ``op_efficiency``).
+    ``cache_mb`` (MB = 1e6 bytes) and ``cache_bw_gbps``: the last-level cache this processor works from; the
+    share ``min(1, cache / traffic)`` of an op's traffic is served at ``cache_bw_gbps``, the rest at the
+    DRAM bandwidth (``cache_mb = 0``: one memory level). ``sparsity``: one curve
     per pattern in :data:`SPARSE_PATTERNS`. ``static_power_w`` / ``dynamic_power_w``: leakage with all
     cores online, and the extra draw at full utilisation and the highest clock; dynamic power scales as
     ``freq_frac ** power_freq_exponent`` (voltage falls with the clock under DVFS).
@@ -104,6 +111,7 @@ class ProcessorSpec:
     peak_gflops: float
     dtype_speedup: dict[str, float]
     parallel_fraction: float
+    parallel_half_mflop: float
     mem_bw_frac: float
     launch_overhead_us: float
     fixed_overhead_us: float
@@ -111,6 +119,9 @@ class ProcessorSpec:
     half_efficiency_mflop: float
     op_efficiency: dict[str, float]
     aux_efficiency: float
+    aux_op_efficiency: dict[str, float]
+    cache_mb: float
+    cache_bw_gbps: float
     sparsity: dict[str, SparsityCurve]
     static_power_w: float
     dynamic_power_w: float
@@ -388,6 +399,9 @@ def _read_processor(pd: Any, i: int, source: str, references: dict[str, str]) ->
     op_eff = r.num_map("op_efficiency", lo=0, hi=1, lo_open=True)
     if "default" not in op_eff:
         r.fail("op_efficiency", op_eff, "must have a 'default' entry")
+    aux_op_eff = r.num_map("aux_op_efficiency", lo=0, hi=1, lo_open=True)
+    if "default" in aux_op_eff:
+        r.fail("aux_op_efficiency", aux_op_eff, "must not have a 'default' entry (aux_efficiency is the default)")
     curves_raw = r.mapping("sparsity")
     if sorted(curves_raw) != sorted(SPARSE_PATTERNS):
         r.fail("sparsity", sorted(curves_raw), f"must have exactly one curve per pattern {list(SPARSE_PATTERNS)}")
@@ -399,6 +413,7 @@ def _read_processor(pd: Any, i: int, source: str, references: dict[str, str]) ->
         peak_gflops=r.number("peak_gflops", lo=0, lo_open=True),
         dtype_speedup=dtype_speedup,
         parallel_fraction=r.number("parallel_fraction", lo=0, hi=1),
+        parallel_half_mflop=r.number("parallel_half_mflop", lo=0),
         mem_bw_frac=r.number("mem_bw_frac", lo=0, hi=1, lo_open=True),
         launch_overhead_us=r.number("launch_overhead_us", lo=0),
         fixed_overhead_us=r.number("fixed_overhead_us", lo=0),
@@ -406,6 +421,9 @@ def _read_processor(pd: Any, i: int, source: str, references: dict[str, str]) ->
         half_efficiency_mflop=r.number("half_efficiency_mflop", lo=0),
         op_efficiency=op_eff,
         aux_efficiency=r.number("aux_efficiency", lo=0, hi=1, lo_open=True),
+        aux_op_efficiency=aux_op_eff,
+        cache_mb=r.number("cache_mb", lo=0),
+        cache_bw_gbps=r.number("cache_bw_gbps", lo=0, lo_open=True),
         sparsity=curves,
         static_power_w=r.number("static_power_w", lo=0),
         dynamic_power_w=r.number("dynamic_power_w", lo=0),

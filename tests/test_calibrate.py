@@ -31,7 +31,7 @@ def random_graph(rng: np.random.Generator, name: str, n: int = 60) -> OpGraph:
         t = TYPES[i % len(TYPES)]
         mac = t in TYPES[:3]
         flops = float(10 ** rng.uniform(4, 9)) if mac else 0.0
-        nbytes = float(10 ** rng.uniform(3, 7))
+        nbytes = float(10 ** rng.uniform(3, 8.5))   # from cache-resident to far beyond a 24 MB cache
         aux = 0.0 if mac else nbytes / 8
         w = float(10 ** rng.uniform(3, 6)) if mac else 0.0
         nodes.append(OpNode(name=f"{name}_op{i}", op_type=t, flops=flops, bytes_in=nbytes / 2, bytes_out=nbytes / 2,
@@ -75,10 +75,26 @@ def synthetic_rows(profile, graphs, threads=(1, 2, 4), trace_id="synthetic.ident
     return out
 
 
+def _truth_profile():
+    """The Core Ultra profile with a per-type elementwise table, a fast cache and an op-size-dependent
+    parallel speedup on its CPU lane, so that the identity fit has every parameter of the cost model to
+    recover."""
+    from sparoa_env.profile import profile_from_dict
+
+    d = load_profile("intel-core-ultra").to_dict()
+    cpu = d["processors"][0]
+    cpu["aux_op_efficiency"] = {"aten.relu": 0.4, "aten.native_layer_norm": 0.03}
+    cpu["cache_mb"] = 24.0
+    cpu["parallel_half_mflop"] = 0.5       # small ops get only part of the Amdahl speedup
+    cpu["cache_bw_gbps"] = 3.0 * cpu["mem_bw_frac"] * d["memory"]["dram_bw_gbps"]
+    return profile_from_dict(d, source="<identity truth>")
+
+
 @pytest.fixture(scope="module")
 def truth():
-    """The Core Ultra CPU lane as ground truth (a known parameter set), graphs of varied op sizes."""
-    prof = load_profile("intel-core-ultra")
+    """The Core Ultra CPU lane as ground truth (a known parameter set, with a per-type elementwise table
+    and a cache), graphs of varied op sizes."""
+    prof = _truth_profile()
     rng = np.random.default_rng(0)
     graphs = [random_graph(rng, f"g{k}") for k in range(3)]
     return prof, graphs
@@ -91,6 +107,8 @@ def test_identity_fit_recovers_the_cost_model(truth):
     cpu_true, cpu_fit = prof.processors[0], res.profile.processors[0]
     fit = res.fits["cpu"]
     assert fit.parallel_fraction == pytest.approx(cpu_true.parallel_fraction, rel=1e-3)
+    assert fit.parallel_half_mflop == pytest.approx(cpu_true.parallel_half_mflop, rel=2e-2)
+    assert cpu_fit.parallel_half_mflop == pytest.approx(cpu_true.parallel_half_mflop, rel=2e-2)
     assert fit.unhidden_frac == pytest.approx(prof.cost_rules.unhidden_frac, abs=1e-3)
     assert fit.half_mflop == pytest.approx(cpu_true.half_efficiency_mflop, rel=1e-2)
     assert fit.overhead_ms * 1e3 == pytest.approx(cpu_true.launch_overhead_us + cpu_true.fixed_overhead_us, rel=1e-2)
@@ -101,9 +119,18 @@ def test_identity_fit_recovers_the_cost_model(truth):
     for key in ("aten.convolution", "aten.addmm", "aten.bmm"):
         true_rate = per_core_true * cpu_true.op_efficiency[key]
         assert per_core_fit * cpu_fit.op_efficiency[key] == pytest.approx(true_rate, rel=1e-2), key
-    assert per_core_fit * cpu_fit.aux_efficiency == pytest.approx(per_core_true * cpu_true.aux_efficiency, rel=1e-2)
+    # per-type elementwise rates (aten.add has no entry in the truth: it runs at the default)
+    assert set(cpu_fit.aux_op_efficiency) == {"aten.relu", "aten.add", "aten.native_layer_norm"}
+    for key in ("aten.relu", "aten.native_layer_norm"):
+        assert per_core_fit * cpu_fit.aux_op_efficiency[key] == pytest.approx(
+            per_core_true * cpu_true.aux_op_efficiency[key], rel=2e-2), key
+    assert per_core_fit * cpu_fit.aux_op_efficiency["aten.add"] == pytest.approx(
+        per_core_true * cpu_true.aux_efficiency, rel=2e-2)
+    # two memory levels: DRAM bandwidth, cache size and cache bandwidth
     lane_bw_true = cpu_true.mem_bw_frac * prof.memory.dram_bw_gbps
     assert cpu_fit.mem_bw_frac * res.profile.memory.dram_bw_gbps == pytest.approx(lane_bw_true, rel=1e-2)
+    assert cpu_fit.cache_mb == pytest.approx(cpu_true.cache_mb, rel=2e-2)
+    assert cpu_fit.cache_bw_gbps == pytest.approx(cpu_true.cache_bw_gbps, rel=2e-2)
     # and the fitted profile, through the cost model and the simulator's all-CPU sum, gives the same latencies
     for n in (1, 2, 4):
         want = CostModel(with_lane_cores(prof, {"cpu": n}))

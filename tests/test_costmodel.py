@@ -178,7 +178,51 @@ def test_compute_time_follows_the_roofline_formula(agx):
     rate = spec.peak_gflops / spec.cores * amdahl * spec.op_efficiency["aten.convolution"] * sat
     assert c.compute_ms[0, GPU] == pytest.approx(n.flops / (rate * 1e6))
     bw = spec.mem_bw_frac * agx.profile.memory.dram_bw_gbps
-    assert c.memory_ms[0, GPU] == pytest.approx((n.bytes_in + n.bytes_out + n.weight_bytes) / (bw * 1e6))
+    traffic = n.bytes_in + n.bytes_out + n.weight_bytes
+    hit = min(1.0, spec.cache_mb * 1e6 / traffic)
+    assert c.memory_ms[0, GPU] == pytest.approx(traffic * (hit / (spec.cache_bw_gbps * 1e6) + (1 - hit) / (bw * 1e6)))
+    assert c.traffic_bytes[0, GPU] == pytest.approx(traffic * (1 - hit))   # only the DRAM part contends
+
+
+def _with(profile_name: str, **cpu_fields):
+    from sparoa_env.profile import profile_from_dict
+
+    d = load_profile(profile_name).to_dict()
+    d["processors"][0].update(cpu_fields)
+    return CostModel(profile_from_dict(d))
+
+
+def test_two_memory_levels_working_set_against_cache():
+    """An op whose traffic fits the cache runs at the cache bandwidth; a large one mostly at DRAM's; with
+    ``cache_mb = 0`` every byte goes to DRAM (the one-level model)."""
+    cm = _with("orin-agx", cache_mb=4.0, cache_bw_gbps=400.0)
+    one = _with("orin-agx", cache_mb=0.0)
+    bw = cm.achievable_bw_gbps(CPU, "MAXN")
+    small = one_op(bytes_in=1e6, bytes_out=1e6)                # 2 MB: fits the 4 MB cache
+    big = one_op(bytes_in=2e7, bytes_out=2e7)                  # 40 MB: a tenth fits
+    cs, cb = cm.op_costs(small, "MAXN"), cm.op_costs(big, "MAXN")
+    assert cs.memory_ms[0, CPU] == pytest.approx(2e6 / (400.0 * 1e6))
+    assert cs.traffic_bytes[0, CPU] == 0.0
+    assert cb.memory_ms[0, CPU] == pytest.approx(4e6 / (400.0 * 1e6) + 3.6e7 / (bw * 1e6))
+    assert cb.traffic_bytes[0, CPU] == pytest.approx(3.6e7)
+    assert one.op_costs(small, "MAXN").memory_ms[0, CPU] == pytest.approx(2e6 / (bw * 1e6))
+    # effective bandwidth falls with the working set
+    eff = [2 * x / cm.op_costs(one_op(bytes_in=x, bytes_out=x), "MAXN").memory_ms[0, CPU] / 1e6
+           for x in (1e5, 1e6, 4e6, 1e7, 1e8)]
+    assert all(a >= b for a, b in zip(eff, eff[1:])) and eff[0] == pytest.approx(400.0) and eff[-1] < 1.05 * bw
+
+
+def test_per_type_elementwise_efficiency_with_default():
+    cm = _with("orin-agx", aux_op_efficiency={"aten.gelu": 0.01, "aten.relu": 0.5}, cache_mb=0.0)
+    spec = cm.profile.processors[CPU]
+    g_per_core = spec.peak_gflops / spec.cores / ((1 - spec.parallel_fraction) + spec.parallel_fraction / spec.cores)
+    for op_type, eff in (("aten.gelu.default", 0.01), ("aten.relu", 0.5), ("aten.sigmoid", spec.aux_efficiency)):
+        c = cm.op_costs(one_op(op_type), "MAXN")
+        assert c.compute_ms[0, CPU] == pytest.approx(1e5 / (g_per_core * 1e6 * eff)), op_type
+    # the GPU keeps its own (empty) table
+    agx = CostModel(load_profile("orin-agx"))
+    np.testing.assert_allclose(cm.op_costs(one_op("aten.gelu"), "MAXN").compute_ms[:, GPU],
+                               agx.op_costs(one_op("aten.gelu"), "MAXN").compute_ms[:, GPU])
 
 
 def test_elementwise_ops_are_memory_bound(agx):
@@ -392,3 +436,26 @@ def test_depthwise_rule_finds_the_depthwise_convs_of_extracted_graphs(agx):
     assert expected > 0 and int(detected.sum()) == expected
     dense_conv = [i for i, n in enumerate(g.nodes) if n.op_type == "aten.convolution" and not detected[i]]
     assert len(dense_conv) > 0
+
+
+def test_small_ops_get_a_smaller_share_of_the_parallel_speedup():
+    """``parallel_half_mflop``: an op of that much work gets half of the Amdahl speedup over one core; a
+    large op nearly all of it; with 0 every op gets the whole speedup (pure Amdahl)."""
+    cm = _with("orin-agx", parallel_half_mflop=1.0, cache_mb=0.0)
+    pure = CostModel(load_profile("orin-agx"))
+    spec = cm.profile.processors[CPU]
+    S = lambda n: 1 / ((1 - spec.parallel_fraction) + spec.parallel_fraction / n)  # noqa: E731
+    n_mode = cm.profile.mode("MAXN").cores["cpu"]
+    for work, share in ((1e6, 0.5), (1e9, 1e9 / (1e9 + 1e6))):
+        g = one_op("aten.relu", aux_flops=work, bytes_in=1.0, bytes_out=1.0)
+        c = cm.op_costs(g, "MAXN").compute_ms[0, CPU]
+        one_core = work / (spec.peak_gflops / spec.cores * spec.aux_efficiency * 1e6)
+        assert c == pytest.approx(one_core / (1 + (S(n_mode) - 1) * share))
+        assert pure.op_costs(g, "MAXN").compute_ms[0, CPU] == pytest.approx(one_core / S(n_mode))
+    # the 15W mode (4 cores) relative to MAXN: a large op slows down as Amdahl says, a small one less
+    big, small = one_op("aten.relu", aux_flops=1e10), one_op("aten.relu", aux_flops=1e4)
+    r_big = cm.op_costs(big, "15W").compute_ms[0, CPU] / cm.op_costs(big, "MAXN").compute_ms[0, CPU]
+    r_small = cm.op_costs(small, "15W").compute_ms[0, CPU] / cm.op_costs(small, "MAXN").compute_ms[0, CPU]
+    f = cm.profile.mode("MAXN").max_freq_mhz["cpu"] / cm.profile.mode("15W").max_freq_mhz["cpu"]
+    assert r_big == pytest.approx(f * S(n_mode) / S(cm.profile.mode("15W").cores["cpu"]), rel=1e-3)
+    assert f <= r_small < r_big

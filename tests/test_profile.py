@@ -206,3 +206,25 @@ def test_cli_shows_one_profile_with_sources(capsys):
     assert json.loads(capsys.readouterr().out) == raw("orin-nano")
     with pytest.raises(ProfileError):
         _cli(["no-such-soc"])
+
+
+def test_cache_and_elementwise_table_fields_are_validated():
+    d = raw()
+    d["processors"][0]["aux_op_efficiency"]["default"] = 0.2
+    assert "processors.cpu.aux_op_efficiency" in error_of(d) and "'default'" in error_of(d)
+    d = raw()
+    d["processors"][1]["aux_op_efficiency"]["aten.gelu"] = 1.5
+    assert "processors.gpu.aux_op_efficiency.aten.gelu" in error_of(d)
+    d = raw()
+    d["processors"][0]["cache_mb"] = -1
+    assert "processors.cpu.cache_mb" in error_of(d)
+    d = raw()
+    d["processors"][0]["cache_bw_gbps"] = 0
+    assert "processors.cpu.cache_bw_gbps" in error_of(d)
+    d = raw()
+    del d["processors"][0]["sources"]["cache_mb"]
+    assert "cache_mb" in error_of(d)
+    for name in SHIPPED:   # every shipped processor states its cache and the table, with a source
+        for p in load_profile(name).processors:
+            assert p.cache_mb >= 0 and p.cache_bw_gbps > 0
+            assert {"cache_mb", "cache_bw_gbps", "aux_op_efficiency"} <= set(p.sources)
