@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 import simpy
 
-from ..sim.background import BackgroundSpec, draw_burst
+from ..sim.background import BackgroundLoad, BackgroundSpec
 from .workload import Request
 
 __all__ = ["LoomSimulator", "RequestRecord", "MIN_BW_SHARE"]
@@ -87,7 +87,7 @@ class LoomSimulator:
         self.running = [0.0] * self.P
         self.busy_until = [0.0] * self.P
         self.queued_ms = [0.0] * self.P
-        self.bursts: list = []
+        self.background = BackgroundLoad(self.bg)
         self.bg_cpu = self.bg_gpu = self.bg_bw = 0.0
         self.records: list[RequestRecord] = []
         self.completed: list[RequestRecord] = []
@@ -96,9 +96,10 @@ class LoomSimulator:
         self.n_done = 0
         self.finished = False
         self.env.process(self._arrivals())
-        if self.bg.dynamic or self.bg.static_cpu_share or self.bg.static_gpu_share or self.bg.static_bw_frac:
-            self._recompute_background()
-            self.env.process(self._background())
+        if self.background.active:
+            self._background_changed()
+            self.background.start(self.env, self.rng, after=self._background_changed,
+                                  keep_going=lambda: self.n_done < len(self.requests))
 
     # ------------------------------------------------------------------ driving
     def run_to_decision(self) -> None:
@@ -211,29 +212,9 @@ class LoomSimulator:
             return 1.0
         return self.cm.speed_factor(lane, self.mode, cores=self.mode_cores[lane] * (1.0 - self.bg_cpu))
 
-    def _background(self):
-        env, spec, rng = self.env, self.bg, self.rng
-        if not spec.dynamic:
-            return
-        for _ in range(rng.poisson(spec.burst_rate_per_s * spec.burst_mean_ms / 1000.0)):
-            env.process(self._burst(draw_burst(spec, rng)))
-        gap = 1000.0 / spec.burst_rate_per_s
-        while self.n_done < len(self.requests):
-            yield env.timeout(rng.exponential(gap))
-            env.process(self._burst(draw_burst(spec, rng)))
-
-    def _burst(self, burst):
-        self.bursts.append(burst)
-        self._recompute_background()
-        yield self.env.timeout(burst.duration_ms)
-        self.bursts.remove(burst)
-        self._recompute_background()
-
-    def _recompute_background(self) -> None:
-        s = self.bg
-        self.bg_cpu = min(s.static_cpu_share + sum(b.cpu_share for b in self.bursts), s.max_share)
-        self.bg_gpu = min(s.static_gpu_share + sum(b.gpu_share for b in self.bursts), s.max_share)
-        self.bg_bw = min(s.static_bw_frac + sum(b.bw_frac for b in self.bursts), s.max_share) * self.total_bw
+    def _background_changed(self) -> None:
+        load = self.background
+        self.bg_cpu, self.bg_gpu, self.bg_bw = load.cpu, load.gpu, load.bw_frac * self.total_bw
 
     # ------------------------------------------------------------------ state for agents and policies
     def lane_state(self) -> np.ndarray:

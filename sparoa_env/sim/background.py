@@ -18,7 +18,7 @@ import numpy as np
 
 from ..presets import from_preset_or_dict
 
-__all__ = ["BackgroundSpec", "BACKGROUND_PRESETS", "background_spec", "Burst"]
+__all__ = ["BackgroundSpec", "BACKGROUND_PRESETS", "background_spec", "Burst", "BackgroundLoad"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,56 @@ def draw_burst(spec: BackgroundSpec, rng: np.random.Generator, duration_ms: floa
     on_gpu = u >= spec.burst_cpu_prob
     dur = rng.exponential(spec.burst_mean_ms) if duration_ms is None else duration_ms
     return Burst(share if on_cpu else 0.0, share if on_gpu else 0.0, share * spec.burst_bw_frac_per_share, dur)
+
+
+class BackgroundLoad:
+    """The load other applications put on the SoC over an episode, as SimPy processes.
+
+    ``cpu`` and ``gpu`` are the shares of the CPU's cores and of accelerator time taken, ``bw_frac`` the
+    share of DRAM bandwidth; each is capped at ``spec.max_share``. A simulator starts :meth:`start` and
+    is called back around every change: ``before()`` while the old load still holds (to integrate its
+    accounting up to now), ``after()`` once the new shares are set.
+    """
+
+    def __init__(self, spec: BackgroundSpec) -> None:
+        self.spec = spec
+        self.bursts: list[Burst] = []
+        self.cpu = self.gpu = self.bw_frac = 0.0
+        self._recompute()
+
+    @property
+    def active(self) -> bool:
+        s = self.spec
+        return s.dynamic or bool(s.static_cpu_share or s.static_gpu_share or s.static_bw_frac)
+
+    def _recompute(self) -> None:
+        s, b = self.spec, self.bursts
+        self.cpu = min(s.static_cpu_share + sum(x.cpu_share for x in b), s.max_share)
+        self.gpu = min(s.static_gpu_share + sum(x.gpu_share for x in b), s.max_share)
+        self.bw_frac = min(s.static_bw_frac + sum(x.bw_frac for x in b), s.max_share)
+
+    def start(self, env, rng: np.random.Generator, before=lambda: None, after=lambda: None,
+              keep_going=lambda: True) -> None:
+        if self.spec.dynamic:
+            env.process(self._arrivals(env, rng, before, after, keep_going))
+
+    def _arrivals(self, env, rng, before, after, keep_going):
+        spec = self.spec
+        # stationary start: the bursts alive at t=0 of an M/M/inf process, remaining durations exponential
+        for _ in range(rng.poisson(spec.burst_rate_per_s * spec.burst_mean_ms / 1000.0)):
+            env.process(self._burst(env, draw_burst(spec, rng), before, after))
+        mean_gap_ms = 1000.0 / spec.burst_rate_per_s
+        while keep_going():
+            yield env.timeout(rng.exponential(mean_gap_ms))
+            env.process(self._burst(env, draw_burst(spec, rng), before, after))
+
+    def _burst(self, env, burst: Burst, before, after):
+        before()
+        self.bursts.append(burst)
+        self._recompute()
+        after()
+        yield env.timeout(burst.duration_ms)
+        before()
+        self.bursts.remove(burst)
+        self._recompute()
+        after()

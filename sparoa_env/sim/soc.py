@@ -38,7 +38,7 @@ import simpy
 
 from ..backend import HW_STATE_FIELDS, RequestStream
 from ..graph import OpGraph
-from .background import BackgroundSpec, draw_burst
+from .background import BackgroundLoad, BackgroundSpec
 
 __all__ = ["SocSimulator", "PowerModePolicy", "ExecRecord", "ModeTables"]
 
@@ -142,12 +142,11 @@ class SocSimulator:
         self._update_throttle()
         self.mode = power.initial
         self._apply_mode(self.mode)
-        self.bursts: list = []
-        self.bg_cpu = self.bg_gpu = self.bg_bw = 0.0
+        self.background = BackgroundLoad(background)
         self.busy = [False] * P
         self.util = [0.0] * P                     # utilisation moving average at util_t (lazy: see _touch_util)
         self.util_t = [0.0] * P
-        self._recompute_background()
+        self._background_changed()
         self.util = [self.bg_gpu if g else self.bg_cpu for g in self.is_gpu_like]  # start in steady state
 
         # --- lanes: each runs its queue FIFO; ``head`` is the op at the front, waiting for inputs or a
@@ -180,8 +179,7 @@ class SocSimulator:
         for r in range(R):  # arrivals first: at equal times they are processed before the dispatcher asks
             self._at(self.arrivals[r], lambda ev, r=r: self._arrive(r))
         self._at(0.0, lambda ev: self._ask_next())
-        if self.bg.dynamic or self.bg.static_cpu_share or self.bg.static_gpu_share or self.bg.static_bw_frac:
-            env.process(self._background())
+        self.background.start(env, rng, before=self._before_background_change, after=self._background_changed)
         if power.switching and len(power.modes) > 1:
             env.process(self._mode_switcher())
 
@@ -342,27 +340,6 @@ class SocSimulator:
             self.finished = True
             self.pending = None
 
-    def _background(self):
-        env, spec, rng = self.env, self.bg, self.rng
-        if not spec.dynamic:
-            return
-        # stationary start: the bursts alive at t=0 of an M/M/inf process, remaining durations exponential
-        for _ in range(rng.poisson(spec.burst_rate_per_s * spec.burst_mean_ms / 1000.0)):
-            env.process(self._burst(draw_burst(spec, rng)))
-        mean_gap_ms = 1000.0 / spec.burst_rate_per_s
-        while True:
-            yield env.timeout(rng.exponential(mean_gap_ms))
-            env.process(self._burst(draw_burst(spec, rng)))
-
-    def _burst(self, burst):
-        self.advance()
-        self.bursts.append(burst)
-        self._recompute_background()
-        yield self.env.timeout(burst.duration_ms)
-        self.advance()
-        self.bursts.remove(burst)
-        self._recompute_background()
-
     def _mode_switcher(self):
         env, rng = self.env, self.rng
         while True:
@@ -371,6 +348,7 @@ class SocSimulator:
             new = others[int(rng.integers(len(others)))]
             self.advance()
             self._apply_mode(new)
+            self._background_changed()  # the mode's DRAM bandwidth scales the background's share
             self.power_w = self._soc_power()
 
     # ------------------------------------------------------------------ state
@@ -390,16 +368,15 @@ class SocSimulator:
         self.host, self.nominal = tables.host, tables.nominal
         self.idle_w = float(self.cm.idle_power_w(mode))
 
-    def _recompute_background(self) -> None:
+    def _before_background_change(self) -> None:
+        self.advance()
         for j in range(self.n_lanes):
             self._touch_util(j)
-        spec = self.bg
-        cpu = spec.static_cpu_share + sum(b.cpu_share for b in self.bursts)
-        gpu = spec.static_gpu_share + sum(b.gpu_share for b in self.bursts)
-        bw = spec.static_bw_frac + sum(b.bw_frac for b in self.bursts)
-        self.bg_cpu = min(cpu, spec.max_share)
-        self.bg_gpu = min(gpu, spec.max_share)
-        self.bg_bw = min(bw, spec.max_share) * self.total_bw_gbps
+
+    def _background_changed(self) -> None:
+        load = self.background
+        self.bg_cpu, self.bg_gpu = load.cpu, load.gpu
+        self.bg_bw = load.bw_frac * self.total_bw_gbps
 
     def _bg_share(self, lane: int) -> float:
         return self.bg_gpu if self.is_gpu_like[lane] else self.bg_cpu
