@@ -45,7 +45,7 @@ def speedup_bars(results: Mapping[str, Mapping[str, Any]], path: str | Path, pol
     ax.axhline(1.0, color="black", lw=0.8, ls="--")
     ax.set_xticks(x, scen, rotation=20 if len(scen) > 3 else 0, ha="right" if len(scen) > 3 else "center", fontsize=8)
     ax.set_ylabel(f"{policy} speedup (x)")
-    ax.set_title(title or f"{policy}: mean-latency speedup over each baseline")
+    ax.set_title(title or f"{policy}: mean-latency speedup over each baseline", fontsize=9, wrap=True)
     ax.legend(fontsize=7, ncol=min(len(baselines), 6), loc="upper left", bbox_to_anchor=(0, -0.18 if len(scen) > 3 else -0.1))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
