@@ -249,3 +249,34 @@ def test_env_observation_carries_predicted_thresholds(tmp_path):
     assert obs[cols.index("log_i_star")] == pytest.approx(np.log10(1 + th[1]) / 3)
     with pytest.raises(ValueError, match="predicted"):
         gym.make("SparOA-Orin-v0", model=g, thresholds="learned")
+
+
+def test_fast_predict_path_matches_the_batched_network_on_heldout_cases():
+    """``ThresholdPredictor.predict`` (the single-case fast path with its per-graph cache) gives the same
+    (rho*, I*) as the batched module path (``collate`` + ``model`` + ``decode``) on every held-out case of
+    the shipped dataset, for both shipped checkpoints, cached and uncached."""
+    pytest.importorskip("torch")
+    import predictors
+    from predictors.model import ThresholdPredictor
+    from sparoa_env.profile import load_profile
+
+    if not Path(ds.DEFAULT_DATASET).exists():
+        pytest.skip("no shipped dataset")
+    rows = [r for r in ds.read_dataset(ds.DEFAULT_DATASET).to_dict("records") if r["split"] == "heldout"]
+    assert rows
+    profiles: dict = {}
+    for arch in ("transformer_lstm", "pooled_mlp"):
+        pred = predictors.load_predictor(predictors.shipped_checkpoint(arch))
+        cold = ThresholdPredictor(pred.model, pred.cfg, pred.meta, cache_size=0)
+        for row in rows:
+            case = ds.case_of_row(row)
+            prof = profiles.get(case.profile) or profiles.setdefault(case.profile, load_profile(case.profile))
+            g = ds.load_case_graph(case.spec, case.batch)
+            ops, hw = pred.features(g, prof, case.power_mode, case.background_value, case.energy_weight)
+            want = pred.predict_features([ops], [hw])[0]
+            for p in (pred, cold):
+                got = p.predict(g, prof, case.power_mode, case.background_value, energy_weight=case.energy_weight)
+                assert got == want, (arch, case)
+            # the cached per-graph part is the same object on the next call, and keyed on the power mode
+            assert pred.static(g, prof, case.power_mode) is pred.static(g, prof, case.power_mode)
+        assert not cold._static
