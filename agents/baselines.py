@@ -69,11 +69,12 @@ def async_lanes_of(profile: Any) -> list[bool]:
 
 
 def accelerator_lane(profile: Any) -> int:
-    """The lane ``gpu_only`` uses: the first processor of kind ``gpu``, else the first non-CPU one."""
+    """The lane ``gpu_only`` uses: the first processor of kind ``gpu``, else the first non-CPU one, else
+    (a CPU-only profile such as ``host``, whose lanes are core groups) the last lane."""
     kinds = [p.kind for p in profile.processors]
     if "gpu" in kinds:
         return kinds.index("gpu")
-    return next(k for k, kind in enumerate(kinds) if kind != "cpu")
+    return next((k for k, kind in enumerate(kinds) if kind != "cpu"), len(kinds) - 1)
 
 
 def greedy_lanes(graph: OpGraph, costs: Any, profile: Any) -> np.ndarray:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("sparoa_env.commands.evaluate", "run a policy and the baselines on the same seeds; table or JSON"),
     "plan": ("sparoa_env.commands.plan", "write the placement a trained policy makes (Plan JSON)"),
     "scenarios": ("sparoa_env.commands.scenarios", "the scenario suite: power modes x background load x switches"),
+    "sim2real": ("sparoa_env.commands.sim2real", "train in the sim, measure the policy on hardware, fine-tune there; sim vs measured"),
     "predictor": ("sparoa_env.commands.predictor", "threshold predictor: generate data in the sim, train, evaluate regret"),
 }
 

@@ -118,3 +118,12 @@ def test_plan_policy_caches_per_mode():
     for s in range(6):
         run_episode(env, pol, s)
     assert len(calls) == len(set(calls)) <= 4
+
+
+def test_accelerator_lane_on_a_cpu_only_profile_is_the_last_lane():
+    from sparoa_env.profile import load_profile
+
+    from agents.baselines import accelerator_lane
+
+    assert accelerator_lane(load_profile("host")) == 1
+    assert accelerator_lane(load_profile("orin-agx")) == 1
