@@ -229,6 +229,14 @@ def _costs(env: Any, mode: str) -> Any:
     return env.cost_model.op_costs(env.graph, mode)
 
 
+def _predicted_thresholds(env: Any, mode: str) -> tuple[float, float]:
+    """(rho*, I*) from the shipped Transformer-LSTM threshold predictor for this graph, mode, background
+    load and energy weight (the heuristic thresholds, with a warning, when torch or the checkpoint is missing)."""
+    from predictors import predict_thresholds
+
+    return predict_thresholds(env.graph, env.profile, mode, env.background, energy_weight=env.energy_weight)
+
+
 BASELINES: dict[str, Callable[[], Policy]] = {
     "cpu_only": lambda: PlanPolicy("cpu_only", lambda env, mode: np.zeros(len(env.graph), dtype=np.int64)),
     "gpu_only": lambda: PlanPolicy("gpu_only", lambda env, mode: np.full(len(env.graph), accelerator_lane(env.profile))),
@@ -236,6 +244,8 @@ BASELINES: dict[str, Callable[[], Policy]] = {
     "heft": lambda: PlanPolicy("heft", lambda env, mode: heft_lanes(env.graph, _costs(env, mode), env.cost_model)),
     "threshold": lambda: PlanPolicy("threshold", lambda env, mode: threshold_lanes(
         env.graph, *env.thresholds_for(mode), accelerator_lane(env.profile))),
+    "predicted_threshold": lambda: PlanPolicy("predicted_threshold", lambda env, mode: threshold_lanes(
+        env.graph, *_predicted_thresholds(env, mode), accelerator_lane(env.profile))),
     "random": RandomPolicy,
 }
 

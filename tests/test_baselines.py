@@ -127,3 +127,15 @@ def test_accelerator_lane_on_a_cpu_only_profile_is_the_last_lane():
 
     assert accelerator_lane(load_profile("host")) == 1
     assert accelerator_lane(load_profile("orin-agx")) == 1
+
+
+def test_predicted_threshold_places_by_the_shared_rule_with_the_predictor_s_thresholds():
+    from predictors import predict_thresholds
+
+    env = gym.make("SparOA-Orin-v0", model="resnet18", background="heavy")
+    u = env.unwrapped
+    result = run_episode(env, make_baseline("predicted_threshold"), 0)
+    rs, i_s = predict_thresholds(u.graph, u.profile, "MAXN", "heavy")
+    f = u.graph.features
+    cpu = threshold_rule(f["sparsity"], f["intensity"], rs, i_s)
+    assert [result.plan[n.name] == "cpu" for n in u.graph.nodes] == cpu.tolist()
