@@ -50,7 +50,7 @@ def speedup_bars(results: Mapping[str, Mapping[str, Any]], path: str | Path, pol
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -79,7 +79,7 @@ def gantt(timelines: Mapping[str, Sequence[Mapping[str, Any]]], processors: Sequ
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -116,6 +116,6 @@ def rho_i_scatter(graph: Any, placement: Mapping[str, str], processors: Sequence
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
