@@ -37,7 +37,6 @@ again on the evaluation seeds, which is the figure to trust.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,18 +97,9 @@ def split_kwargs(args: Sim2RealArgs) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def prepare_out(out: str | Path, force: bool) -> Path:
-    d = Path(out)
-    if d.exists() and any(d.iterdir()):
-        if not force:
-            raise FileExistsError(f"output directory {d} exists and is not empty; pass --force to overwrite it")
-        for name in OUT_FILES:
-            p = d / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    from .train import prepare_run_dir
+
+    return prepare_run_dir(out, force, OUT_FILES)
 
 
 def _lanes_policy(name: str, lanes: np.ndarray):

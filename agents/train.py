@@ -156,12 +156,16 @@ def build_actor(obs_shape: Sequence[int], act_shape: Sequence[int], hidden_sizes
                                         action_shape=tuple(act_shape), unbounded=True, conditioned_sigma=True)
 
 
-def prepare_run_dir(out: str | os.PathLike, force: bool) -> Path:
+def prepare_run_dir(out: str | os.PathLike, force: bool, files: Sequence[str] | None = None) -> Path:
+    """Create ``out``; a non-empty one is refused unless ``force``, which removes only ``files`` (default:
+    what a training run writes), so nothing else a user keeps there is lost."""
     run_dir = Path(out)
     if run_dir.exists() and any(run_dir.iterdir()):
         if not force:
             raise FileExistsError(f"run directory {run_dir} exists and is not empty; pass --force to overwrite it")
-        for name in (POLICY_FILE, LAST_POLICY_FILE, BC_POLICY_FILE, CONFIG_FILE, GRAPH_FILE, "tb"):
+        if files is None:
+            files = (POLICY_FILE, LAST_POLICY_FILE, BC_POLICY_FILE, CONFIG_FILE, GRAPH_FILE, "tb")
+        for name in files:
             p = run_dir / name
             if p.is_dir():
                 shutil.rmtree(p)

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-
-# Tianshou's replay-buffer helpers are numba-jitted on first use (tens of seconds of compiling); for these
-# tiny budgets plain Python is faster. Only effective if numba was not imported yet in this session.
-os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 
 import gymnasium as gym
 import numpy as np
