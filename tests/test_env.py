@@ -12,22 +12,10 @@ from gymnasium.utils.env_checker import check_env
 import sparoa_env
 from sparoa_env.envs import SPAROA_IDS
 
+from rollouts import rollout
 from synthetic import chain, mixed
 
 IDS = sorted(SPAROA_IDS)
-
-
-def rollout(env, seed, policy=None, options=None):
-    obs, _ = env.reset(seed=seed, options=options)
-    traj, ret = [obs], 0.0
-    rng = np.random.default_rng(seed)
-    while True:
-        a = policy(obs) if policy else rng.uniform(-1, 1, size=(1,)).astype(np.float32)
-        obs, r, term, trunc, info = env.step(a)
-        traj.append((obs, r))
-        ret += r
-        if term or trunc:
-            return traj, ret, info
 
 
 @pytest.mark.parametrize("env_id", IDS)

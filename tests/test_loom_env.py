@@ -14,21 +14,10 @@ from gymnasium.utils.env_checker import check_env
 import sparoa_env  # noqa: F401  (registers the ids)
 from sparoa_env.loom import LOOM_IDS
 
+from rollouts import rollout
+
 IDS = sorted(LOOM_IDS)
 SMALL = {"tasks": ["digits-cnn", "cancer-mlp", "resnet50"], "n_requests": 25}
-
-
-def rollout(env, seed):
-    obs, _ = env.reset(seed=seed)
-    rng = np.random.default_rng(seed)
-    traj, ret = [obs], 0.0
-    while True:
-        a = np.array([rng.integers(env.unwrapped.menu_size), rng.integers(len(env.unwrapped.placements))])
-        obs, r, term, trunc, info = env.step(a)
-        traj.append((obs, r))
-        ret += r
-        if term or trunc:
-            return traj, ret, info
 
 
 @pytest.mark.parametrize("env_id", IDS)
