@@ -124,35 +124,23 @@ class LRUCache(_Policy):
                 self.current_mb -= self.cache.pop(b)
 
 
-class PinnedSet(_Policy):
+class PinnedSet(NoPreload):
+    """The pinned blocks stay resident; every other block is loaded on demand and freed when unused."""
+
     def __init__(self, pinned: Mapping[Block, float], load_gbps: float = 1.0) -> None:
         super().__init__(load_gbps)
         self.pinned = dict(pinned)
         self._grow(sum(self.pinned.values()))
-        self.in_use: dict[Block, int] = {}
 
     def is_resident(self, block: Block) -> bool:
         return block in self.pinned
 
     def acquire(self, block: Block, mb: float, now: float) -> float:
-        if block in self.pinned:
-            return 0.0
-        n = self.in_use.get(block, 0)
-        self.in_use[block] = n + 1
-        if n:
-            return 0.0
-        self._grow(mb)
-        return self._load_ms(mb)
+        return 0.0 if block in self.pinned else super().acquire(block, mb, now)
 
     def release(self, block: Block, mb: float, now: float) -> None:
-        if block in self.pinned:
-            return
-        n = self.in_use[block] - 1
-        if n:
-            self.in_use[block] = n
-        else:
-            del self.in_use[block]
-            self.current_mb -= mb
+        if block not in self.pinned:
+            super().release(block, mb, now)
 
 
 def hotness(task: Any, stitches: np.ndarray, acc_pred: np.ndarray | None, latency_ms: np.ndarray,
