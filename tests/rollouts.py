@@ -16,3 +16,18 @@ def rollout(env, seed, policy=None, options=None):
         ret += r
         if term or trunc:
             return traj, ret, info
+
+
+def assert_replays(make_env, seed):
+    """Two environments from ``make_env()`` run the same episode from ``seed``: equal observations,
+    rewards, return and per-request latencies, exactly. Returns the first environment and its rollout."""
+    import numpy as np
+
+    a, b = make_env(), make_env()
+    ta, ra, ia = rollout(a, seed)
+    tb, rb, ib = rollout(b, seed)
+    assert ra == rb and ia["latency_ms"] == ib["latency_ms"]
+    assert np.array_equal(ta[0], tb[0])
+    for x, y in zip(ta[1:], tb[1:]):
+        assert np.array_equal(x[0], y[0]) and x[1] == y[1]
+    return a, (ta, ra, ia)
