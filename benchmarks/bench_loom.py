@@ -37,7 +37,8 @@ def main() -> None:
         out["profiling"] = [profiling_time(r["task"], seed=args.seed) for r in out["estimator"]]
     out["solvers"] = solver_comparison(cfg, seed=args.seed)
     out["preloader"] = preloader_comparison(cfg, seed=args.seed)
-    out["evaluate"] = evaluate(cfg, seed=args.seed)["policies"]
+    res = evaluate(cfg, seed=args.seed)
+    out["evaluate"], out["goals"] = res["policies"], res["goals"]
     out["seconds"] = time.perf_counter() - t0
     print(json.dumps(out, indent=2, default=float))
 

@@ -165,3 +165,78 @@ def test_simulator_contention_and_determinism(orin):
     two = run(2)
     assert max(two) > 1.8 * alone  # FIFO on the GPU: the second waits
     assert run(3, "dynamic", 5) == run(3, "dynamic", 5)
+
+
+def _sim(catalog, reqs, bg="none", memory=None):
+    from sparoa_env.loom.sim import LoomSimulator
+    from sparoa_env.sim.background import background_spec
+
+    return LoomSimulator(catalog=catalog, requests=reqs, rng=np.random.default_rng(0), background=background_spec(bg),
+                         memory=memory or FullPreload({}), load_gbps=1.0)
+
+
+def test_what_if_prediction_agrees_with_the_simulator(orin):
+    """Hand-checkable: two ResNet-50 requests at t=0 on the GPU, no background: the second waits for each
+    block of the first (FIFO, block by block), and the what-if run predicts both ends exactly."""
+    from sparoa_env.loom.runtime import predict_ends
+    from sparoa_env.loom.workload import Request
+
+    t = orin.task("resnet50")
+    s, gpu = (8, 8, 8, 8), (1, 1, 1, 1)
+    reqs = [Request(0, "resnet50", 0.0, 1e9, None), Request(1, "resnet50", 0.0, 1e9, None)]
+    sim = _sim(orin, reqs, memory=FullPreload({("resnet50", k, 8): 1.0 for k in range(4)}))
+    sim.run_to_decision()
+    assert predict_ends(sim, (t, s, gpu, 0.0))[-1] == pytest.approx(t.solo_latency_ms(s, gpu))  # idle SoC: alone
+    sim.decide(s, gpu)
+    sim.run_to_decision()
+    pred = predict_ends(sim, (t, s, gpu, sim.now))
+    sim.decide(s, gpu)
+    sim.run_to_end()
+    ends = {r.request.id: r.end_ms for r in sim.records}
+    assert pred[0] == pytest.approx(ends[0]) and pred[-1] == pytest.approx(ends[1])
+    work = [w for _, _, w in t.stages(s, gpu)[:-1]]
+    # blocks alternate A1 B1 A2 B2 ...: the first waits for 3 blocks of the second, the second for all 4 of the first
+    assert ends[0] == pytest.approx(t.solo_latency_ms(s, gpu) + sum(work[:3]))
+    assert ends[1] == pytest.approx(t.solo_latency_ms(s, gpu) + sum(work))
+
+
+def test_queue_aware_runtime_avoids_a_busy_gpu(orin):
+    """digits-cnn on Orin: 0.4 ms on the GPU, >= 1 ms on the CPU. Behind a ResNet-50 on the GPU (ms of work)
+    an SLO of 3x its reference sends it to the CPU; on an idle SoC a tight SLO keeps it on the GPU."""
+    from sparoa_env.loom.policies import make_policy
+    from sparoa_env.loom.workload import Request
+
+    est = {"digits-cnn": orin.task("digits-cnn").accuracy}
+    rates = {"digits-cnn": 20.0, "resnet50": 20.0}
+    resnet = ((8, 8, 8, 8), (1, 1, 1, 1))
+
+    def run(reqs):
+        pol = make_policy("sparseloom", orin, rates, estimated_acc=est)
+        every = {(n, k, v): 1.0 for n in rates for k in range(4) for v in range(10)}
+        sim = _sim(orin, reqs, memory=FullPreload(every))
+        return sim.run_all(lambda q, s_: resnet if q.task == "resnet50" else pol(q, s_))
+
+    ref = 0.414
+    busy = run([Request(0, "resnet50", 0.0, 1e9, None), Request(1, "digits-cnn", 0.01, 3 * ref, None)])
+    assert busy[1].placement == (0, 0, 0, 0) and not busy[1].violated
+    idle = run([Request(0, "digits-cnn", 0.0, 1.5 * ref, None)])
+    assert 1 in idle[0].placement and not idle[0].violated  # the CPU alone cannot make 0.62 ms
+    again = run([Request(0, "resnet50", 0.0, 1e9, None), Request(1, "digits-cnn", 0.01, 3 * ref, None)])
+    assert [(r.stitch, r.placement, r.end_ms) for r in again] == [(r.stitch, r.placement, r.end_ms) for r in busy]
+
+
+def test_memory_policies_report_what_a_request_would_load():
+    b1, b2 = ("t", 0, 0), ("t", 1, 0)
+    w = np.array([[3.0], [5.0]])
+    pin = PinnedSet({b1: 3.0})
+    assert pin.missing_mb([b1, b2], w) == 5.0
+    pin.acquire(b2, 5.0, 0)  # in use by a request: a second one shares it
+    assert pin.missing_mb([b1, b2], w) == 0.0
+    assert FullPreload({b1: 3.0, b2: 5.0}).missing_mb([b1, b2], w) == 0.0 and NoPreload().missing_mb([b1], w) == 3.0
+
+
+def test_hotness_top_counts_only_the_fastest_feasible(orin):
+    t = orin.task("wine-mlp")
+    st = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [2, 2, 2, 2]])
+    scores = hotness(t, st, None, np.array([3.0, 1.0, 2.0]), [(5.0, None)], top=1)
+    assert set(scores) == {("wine-mlp", k, 1) for k in range(4)}

@@ -34,6 +34,15 @@ def test_evaluate_reports_every_policy():
     assert res["policies"]["av-np"]["memory_mb"] > res["policies"]["sv-ao-np"]["memory_mb"]
     again = evaluate(cfg, seed=0, policies=("sv-lo-p", "sparseloom"))["policies"]  # seeded: same figures
     assert again == {k: res["policies"][k] for k in again}
+    # goals as the issue states them, computed from the same rows
+    g, p = res["goals"], res["policies"]
+    worst = max((k for k in p if k != "sparseloom"), key=lambda k: p[k]["slo_violation_rate"])
+    assert g["worst_archetype"] == worst
+    assert g["violation_reduction_vs_worst"] == pytest.approx(
+        1 - p["sparseloom"]["slo_violation_rate"] / p[worst]["slo_violation_rate"])
+    assert 0 < g["full_preload_memory_mb"] and g["memory_saving_vs_full_preload"] < 1
+    for r in p.values():  # goodput: the SLO-met share of the completions under overload
+        assert r["goodput_rps"] == pytest.approx(r["throughput_rps"] * (1 - r["overload_violation_rate"]))
 
 
 def test_command_json(capsys):

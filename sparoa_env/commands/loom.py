@@ -132,9 +132,17 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{args.env} ({res['profile']}, {res['mode']}), seed {args.seed}, {res['n_requests']} requests, "
                   f"tasks {', '.join(res['tasks'])}")
-            print(f"{'policy':12s} {'SLO viol.':>10s} {'throughput':>12s} {'memory':>10s}")
+            print(f"{'policy':12s} {'SLO viol.':>10s} {'throughput':>12s} {'goodput':>12s} {'memory':>10s}")
             for n, r in res["policies"].items():
                 print(f"{n:12s} {100 * r['slo_violation_rate']:9.1f}% {r['throughput_rps']:8.1f} rps "
-                      f"{r['memory_mb']:8.1f} MB")
+                      f"{r['goodput_rps']:8.1f} rps {r['memory_mb']:8.1f} MB")
+            g = res.get("goals")
+            if g:
+                print(f"sparseloom vs worst archetype ({g['worst_archetype']}): violations "
+                      f"{-100 * g['violation_reduction_vs_worst']:+.0f} %; throughput x{g['throughput_ratio_vs_best']:.2f} "
+                      f"best ({g['best_throughput_archetype']}), goodput x{g['goodput_ratio_vs_best']:.2f} best "
+                      f"({g['best_goodput_archetype']}); memory {-100 * g['memory_saving_vs_full_preload']:+.0f} % vs "
+                      f"full preload ({g['full_preload_memory_mb']:.1f} MB, {100 * g['full_preload_violation_rate']:.1f} % "
+                      "violations)")
         return 0
     raise ValueError(f"unknown loom action {cmd!r}")

@@ -13,12 +13,15 @@ policy          variants                                    re-plans    placemen
 ``sv-lo-p``     same                                        never       pipelines
 ``av-np``       the original zoo (uniform variants)         SLO change  one processor
 ``av-p``        same                                        SLO change  pipelines
-``sparseloom``  stitched variants (estimator's Pareto set)  SLO change  pipelines; hot blocks preloaded
+``sparseloom``  stitched variants (estimator's Pareto set)  SLO change  pipelines; hot blocks preloaded;
+                                                                        per request, queue-aware
+                                                                        (:mod:`sparoa_env.loom.runtime`)
 ==============  ==========================================  ==========  ===================================
 
 Accuracies the policies plan with: the zoo's uniform variants are profiled (their measured accuracy);
-SparseLoom predicts its stitched variants' accuracy with the estimator (:mod:`sparoa_env.loom.estimator`)
-and never reads the measured table of the variants it did not profile. Violations are always judged on
+SparseLoom predicts its stitched variants' accuracy with the estimator (:mod:`sparoa_env.loom.estimator`),
+less a margin, uses the measured value of the variants it profiled to fit it, and never reads the measured
+table of the others (:func:`sparoa_env.loom.evaluate.estimated_accuracies`). Violations are always judged on
 measured accuracy and simulated latency.
 
 Before the first request of a task arrives its SLO is unknown: the policy plans with the reference latency
@@ -46,10 +49,19 @@ def single_lane(task: LoomTask) -> list[tuple[int, ...]]:
     return [(p,) * task.n_blocks for p in range(task.n_lanes)]
 
 
-def pareto_stitches(task: LoomTask, acc: np.ndarray | None, max_n: int = 16) -> np.ndarray:
+def pareto_stitches(task: LoomTask, acc: np.ndarray | None, max_n: int = 16, per_lane: bool = False) -> np.ndarray:
     """Stitched variants on the (accuracy up, latency down) front, latency alone on the fastest single
-    processor; for latency-only tasks the (latency, memory) front. At most ``max_n``, spread evenly."""
+    processor; for latency-only tasks the (latency, memory) front. At most ``max_n``, spread evenly.
+    ``per_lane``: the union of the fronts on each processor alone (up to ``max_n`` each), so that a
+    runtime that moves the task off a busy processor finds that processor's best variants too."""
+    if per_lane:
+        fronts = [_front(task, task.all_latencies(pl), acc, max_n) for pl in single_lane(task)]
+        return np.unique(np.concatenate(fronts), axis=0)
     lat = np.min([task.all_latencies(pl) for pl in single_lane(task)], axis=0)
+    return _front(task, lat, acc, max_n)
+
+
+def _front(task: LoomTask, lat: np.ndarray, acc: np.ndarray | None, max_n: int) -> np.ndarray:
     second = -acc if acc is not None else task.all_memory()
     order = np.lexsort((second, lat))
     front, best = [], np.inf
@@ -148,9 +160,12 @@ class PlanningPolicy:
 
 def make_policy(name: str, catalog: Catalog, rates_per_s: dict[str, float], *,
                 estimated_acc: dict[str, np.ndarray] | None = None, resident: Callable[[Any], bool] | None = None,
-                load_gbps: float = 1.0, solver: str = "heuristic", max_stitches: int = 16) -> PlanningPolicy:
+                load_gbps: float = 1.0, solver: str = "heuristic", max_stitches: int = 16,
+                runtime: bool = True) -> Any:
     """One of :data:`POLICIES`. ``estimated_acc[task]``: the estimator's accuracy of every stitched variant
-    (SparseLoom only); ``resident(block)``: whether a block is preloaded (SparseLoom plans loading time)."""
+    (SparseLoom only); ``resident(block)``: whether a block is preloaded (SparseLoom plans loading time).
+    SparseLoom is the planner wrapped in its per-request runtime (:class:`~sparoa_env.loom.runtime.QueueAwarePolicy`);
+    ``runtime=False`` gives the planner alone (the first build's SparseLoom, for ablations)."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")
     partition = not name.endswith("-np")
@@ -173,14 +188,19 @@ def make_policy(name: str, catalog: Catalog, rates_per_s: dict[str, float], *,
             est = None if estimated_acc is None else estimated_acc.get(n)
             if t.accuracy is not None and est is None:
                 raise ValueError(f"sparseloom needs estimated accuracies for task {n!r}")
-            stitches = pareto_stitches(t, est, max_stitches)
+            stitches = pareto_stitches(t, est, max_stitches, per_lane=est is not None)
             acc = None if est is None else np.array([est[t.index(s)] for s in stitches])
         load = None
         if resident is not None:
             load = np.array([sum(t.weight_mb[k, v] for k, v in enumerate(s) if not resident((n, k, int(v))))
                              for s in stitches]) / load_gbps
         cands[n] = CandidateSet(t, stitches, acc, pls, load)
-    return PlanningPolicy(catalog, rates_per_s, cands, adaptive=not name.startswith("sv-"), solver=solver)
+    planner = PlanningPolicy(catalog, rates_per_s, cands, adaptive=not name.startswith("sv-"), solver=solver)
+    if name == "sparseloom" and runtime:
+        from .runtime import QueueAwarePolicy
+
+        return QueueAwarePolicy(planner, load_gbps=load_gbps)
+    return planner
 
 
 def candidate_blocks(policy: PlanningPolicy) -> dict[tuple[str, int, int], float]:

@@ -46,6 +46,14 @@ class _Policy:
         self.current_mb += mb
         self.peak_mb = max(self.peak_mb, self.current_mb)
 
+    def has(self, block: Block) -> bool:
+        """Whether ``acquire(block)`` would cost no loading now (no side effect)."""
+        raise NotImplementedError
+
+    def missing_mb(self, blocks: Iterable[Block], weight_mb: np.ndarray) -> float:
+        """MB that acquiring ``blocks`` (of one task, ``weight_mb[k, v]``) would load now."""
+        return float(sum(weight_mb[b[1], b[2]] for b in blocks if not self.has(b)))
+
     def _load_ms(self, mb: float) -> float:
         self.loads += 1
         self.loaded_mb += mb
@@ -57,6 +65,9 @@ class FullPreload(_Policy):
         super().__init__(load_gbps)
         self.resident = dict(blocks)
         self._grow(sum(self.resident.values()))
+
+    def has(self, block: Block) -> bool:
+        return block in self.resident
 
     def acquire(self, block: Block, mb: float, now: float) -> float:
         if block in self.resident:
@@ -73,6 +84,9 @@ class NoPreload(_Policy):
     def __init__(self, load_gbps: float = 1.0) -> None:
         super().__init__(load_gbps)
         self.in_use: dict[Block, int] = {}
+
+    def has(self, block: Block) -> bool:
+        return block in self.in_use
 
     def acquire(self, block: Block, mb: float, now: float) -> float:
         n = self.in_use.get(block, 0)
@@ -97,6 +111,9 @@ class LRUCache(_Policy):
         self.budget_mb = float(budget_mb)
         self.cache: OrderedDict[Block, float] = OrderedDict()
         self.in_use: dict[Block, int] = {}
+
+    def has(self, block: Block) -> bool:
+        return block in self.cache
 
     def acquire(self, block: Block, mb: float, now: float) -> float:
         self.in_use[block] = self.in_use.get(block, 0) + 1
@@ -135,6 +152,9 @@ class PinnedSet(NoPreload):
     def is_resident(self, block: Block) -> bool:
         return block in self.pinned
 
+    def has(self, block: Block) -> bool:
+        return block in self.pinned or block in self.in_use
+
     def acquire(self, block: Block, mb: float, now: float) -> float:
         return 0.0 if block in self.pinned else super().acquire(block, mb, now)
 
@@ -144,9 +164,11 @@ class PinnedSet(NoPreload):
 
 
 def hotness(task: Any, stitches: np.ndarray, acc_pred: np.ndarray | None, latency_ms: np.ndarray,
-            slo_states: Iterable[tuple[float, float | None]]) -> dict[Block, float]:
+            slo_states: Iterable[tuple[float, float | None]], top: int | None = None) -> dict[Block, float]:
     """``freq + uniq`` per block of ``task`` (module docstring). ``latency_ms[i]``: the best latency alone of
-    stitched variant ``stitches[i]`` over the candidate pipelines; ``acc_pred[i]`` its predicted accuracy."""
+    stitched variant ``stitches[i]`` over the candidate pipelines; ``acc_pred[i]`` its predicted accuracy.
+    ``top``: count, per state, only the ``top`` fastest feasible variants (those a latency-minded runtime
+    picks under contention) instead of every feasible one."""
     K = task.n_blocks
     freq: dict[Block, float] = {}
     uniq: dict[Block, float] = {}
@@ -156,7 +178,10 @@ def hotness(task: Any, stitches: np.ndarray, acc_pred: np.ndarray | None, latenc
         ok = latency_ms <= lat_slo
         if acc_slo is not None and acc_pred is not None:
             ok &= acc_pred >= acc_slo
-        feas = stitches[ok]
+        idx = np.flatnonzero(ok)
+        if top is not None:
+            idx = idx[np.argsort(latency_ms[idx], kind="stable")[:top]]
+        feas = stitches[idx]
         if len(feas) == 0:
             continue
         n_pairs += len(feas)

@@ -46,6 +46,11 @@ class RequestRecord:
     start_ms: float
     end_ms: float = math.nan
     load_ms: float = 0.0
+    # progress, for queue-aware policies (:mod:`sparoa_env.loom.runtime`): the block it is at (``K``: the
+    # output hand-back), whether that block runs, and when it ends (running) or joins / joined its lane's queue
+    block: int = 0
+    running: bool = False
+    ready_ms: float = 0.0
 
     @property
     def latency_ms(self) -> float:
@@ -90,6 +95,7 @@ class LoomSimulator:
         self.background = BackgroundLoad(self.bg)
         self.bg_cpu = self.bg_gpu = self.bg_bw = 0.0
         self.records: list[RequestRecord] = []
+        self.in_flight: dict[int, RequestRecord] = {}  # request id -> record, decided and not completed
         self.completed: list[RequestRecord] = []
         self.pending: Request | None = None
         self._decision: simpy.Event | None = None
@@ -128,8 +134,9 @@ class LoomSimulator:
             raise ValueError(f"task {req.task!r} has {task.n_blocks} blocks: stitch and placement need one entry each")
         if not all(0 <= v < task.n_variants for v in stitch) or not all(0 <= p < self.P for p in placement):
             raise ValueError(f"stitch {stitch} or placement {placement} out of range")
-        rec = RequestRecord(req, stitch, placement, task.acc(stitch), start_ms=self.env.now)
+        rec = RequestRecord(req, stitch, placement, task.acc(stitch), start_ms=self.env.now, ready_ms=self.env.now)
         self.records.append(rec)
+        self.in_flight[req.id] = rec
         self.env.process(self._serve(rec, task))
         ev, self._decision, self.pending = self._decision, None, None
         ev.succeed()
@@ -166,10 +173,14 @@ class LoomSimulator:
             loads.append(env.process(self._load(ms)) if ms > 0 else None)
             rec.load_ms += ms
         for k, (lane, xfer, work) in enumerate(stages[:-1]):
+            rec.block = k
             if loads[k] is not None:
+                rec.ready_ms = env.now + xfer + (rec.load_ms if k == 0 else 0.0)
                 yield loads[k]
             if xfer > 0:
+                rec.ready_ms = env.now + xfer
                 yield env.timeout(xfer)
+            rec.ready_ms = env.now
             v = rec.stitch[k]
             self.queued_ms[lane] += work
             with self.lanes[lane].request() as slot:
@@ -178,13 +189,17 @@ class LoomSimulator:
                 dur, demand = self._duration(task, k, v, lane, work)
                 self.running[lane] = demand
                 self.busy_until[lane] = env.now + dur
+                rec.running, rec.ready_ms = True, env.now + dur
                 yield env.timeout(dur)
+                rec.running = False
                 self.running[lane] = 0.0
         _, xfer, tail = stages[-1]
+        rec.block, rec.ready_ms = len(rec.stitch), env.now + xfer + tail
         yield env.timeout(xfer + tail)
         for k, v in enumerate(rec.stitch):
             self.memory.release((task.name, k, v), task.weight_mb[k, v], env.now)
         rec.end_ms = env.now
+        del self.in_flight[rec.request.id]
         self.completed.append(rec)
         self.n_done += 1
 
