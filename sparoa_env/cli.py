@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scenarios": ("sparoa_env.commands.scenarios", "the scenario suite: power modes x background load x switches"),
     "sim2real": ("sparoa_env.commands.sim2real", "train in the sim, measure the policy on hardware, fine-tune there; sim vs measured"),
     "predictor": ("sparoa_env.commands.predictor", "threshold predictor: generate data in the sim, train, evaluate regret"),
+    "deploy": ("sparoa_env.commands.deploy", "serve a model while the policy re-plans from live telemetry (HybridEngine)"),
 }
 
 

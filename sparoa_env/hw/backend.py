@@ -37,7 +37,8 @@ measured times in place of modelled ones:
   GPU (1 when the machine does not expose clocks); ``cores_frac`` = 1 - background on a CPU lane, 1 on a
   GPU; ``queue_len`` and ``time_to_free_ms`` from the time line; ``background_frac`` = utilisation of the
   lane's cores / GPU from telemetry (sampled at most every ``telemetry_interval_ms`` of wall time) minus
-  this process's own share, an estimate.
+  this process's own share of those cores (each thread's CPU time on the core it last ran on, from
+  ``/proc/self/task``; spread evenly over all cores where that is unreadable), an estimate.
 
 Options (``gym.make(..., backend="hw", **options)``): see :data:`HW_OPTIONS`.
 """
@@ -133,6 +134,7 @@ class HwBackend:
         self._tel_cache: dict[str, Any] | None = None
         self._tel_wall = -math.inf
         self._tel_proc_cpu = None
+        self._tel_threads: dict[int, tuple[float, int]] | None = None
         self._graph: OpGraph | None = None
         self._episode: _Episode | None = None
 
@@ -331,6 +333,17 @@ class HwBackend:
                 ncpu = max(len(s["cpu"].get("util_percpu") or [1]), 1)
                 own = (proc - self._tel_proc_cpu) * 1e3 / ((wall - self._tel_wall) * ncpu)
             s["own_cpu_frac"] = min(max(own, 0.0), 1.0) if own is not None else 0.0
+            # per core: each of this process's threads' CPU time since the last sample, on the core it last ran on
+            # (exact for the pinned lane workers); what _lane_telemetry subtracts when available
+            threads = _thread_cpu()
+            if threads is not None and self._tel_threads is not None and wall > self._tel_wall:
+                per = [0.0] * max(len(s["cpu"].get("util_percpu") or [1]), 1)
+                dt = (wall - self._tel_wall) / 1e3
+                for tid, (sec, core) in threads.items():
+                    if 0 <= core < len(per):
+                        per[core] += max(sec - self._tel_threads.get(tid, (0.0, core))[0], 0.0) / dt
+                s["own_cpu_percpu"] = [min(x, 1.0) for x in per]
+            self._tel_threads = threads
             self._tel_proc_cpu = proc
             self._tel_cache, self._tel_wall = s, wall
         return self._tel_cache
@@ -356,7 +369,10 @@ class HwBackend:
         util = cpu.get("util_percpu") or []
         cores = spec.cores if spec.cores is not None else tuple(range(len(util)))
         us = [util[c] for c in cores if c < len(util)]
-        bg = max(float(np.mean(us)) - tel.get("own_cpu_frac", 0.0), 0.0) if us else 0.0
+        own_pc = tel.get("own_cpu_percpu")
+        mine = [own_pc[c] for c in cores if c < len(own_pc)] if own_pc else []
+        own = float(np.mean(mine)) if mine else tel.get("own_cpu_frac", 0.0)
+        bg = max(float(np.mean(us)) - own, 0.0) if us else 0.0
         fs, ms = cpu.get("freq_mhz_percpu") or [], cpu.get("max_freq_mhz_percpu") or []
         ratios = [fs[c] / ms[c] for c in cores if c < len(fs) and c < len(ms) and ms[c] and ms[c] == ms[c] and ms[c] > 0]
         return min(bg, 1.0), float(min(np.mean(ratios), 1.0)) if ratios else 1.0
@@ -383,6 +399,26 @@ class HwBackend:
         tel = self._tel_cache or {}
         t = tel.get("temperature_c")
         return float(t) if t is not None else math.nan
+
+
+def _thread_cpu() -> dict[int, tuple[float, int]] | None:
+    """This process's threads: id -> (CPU seconds used, the core it last ran on), from ``/proc`` (None elsewhere)."""
+    import os
+
+    try:
+        tids = os.listdir("/proc/self/task")
+        tck = float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, AttributeError):
+        return None
+    out = {}
+    for t in tids:
+        try:
+            with open(f"/proc/self/task/{t}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()  # fields from 3 (state) on: utime 14, stime 15, processor 39
+            out[int(t)] = ((int(rest[11]) + int(rest[12])) / tck, int(rest[36]))
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+    return out
 
 
 def _to_device(v: Any, device: str) -> Any:

@@ -53,6 +53,7 @@ class SimBackend:
                              f"{', '.join(modes + POWER_MODE_CHOICES)}")
         self.power_mode = power_mode
         self.background = background_spec(background)
+        self.background.lane_extra(profile.processor_names)  # a lane_share naming an unknown processor fails here
         self.requests = RequestStream.parse(requests)
         self.thermal = bool(options.get("thermal", True))
         self.initial_temp_c = options.get("initial_temp_c")

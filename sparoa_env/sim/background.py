@@ -36,9 +36,15 @@ class BackgroundSpec:
     burst_gpu_prob: float = 0.3
     burst_bw_frac_per_share: float = 0.25  # DRAM bandwidth a burst takes per unit of share
     max_share: float = 0.9              # a processor is never fully taken: the OS still schedules us
+    # extra static share of named processors only (a dict processor name -> share, e.g. {"cpu1": 0.5}: another
+    # application pinned to that lane's cores); added to the CPU / GPU share above, capped at ``max_share``
+    lane_share: Any = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lane_share", _lane_share_pairs(self.lane_share))
         for f in dataclasses.fields(self):
+            if f.name == "lane_share":
+                continue
             v = getattr(self, f.name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
                 raise ValueError(f"background: field {f.name!r} must be a finite number >= 0, got {v!r}")
@@ -56,6 +62,28 @@ class BackgroundSpec:
     @property
     def dynamic(self) -> bool:
         return self.burst_rate_per_s > 0
+
+    def lane_extra(self, processors: Any) -> list[float]:
+        """The ``lane_share`` of each of ``processors`` (names, lane order); an unknown name is an error."""
+        names = list(processors)
+        unknown = sorted(set(dict(self.lane_share)) - set(names))
+        if unknown:
+            raise ValueError(f"background: lane_share names unknown processor(s) {unknown}; processors: {', '.join(names)}")
+        d = dict(self.lane_share)
+        return [float(d.get(n, 0.0)) for n in names]
+
+
+def _lane_share_pairs(value: Any) -> tuple[tuple[str, float], ...]:
+    """``lane_share`` as sorted (name, share) pairs (hashable) from a dict or pairs; shares in [0, 1]."""
+    try:
+        items = list(value.items()) if isinstance(value, Mapping) else [tuple(x) for x in value]
+        pairs = [(str(k), v) for k, v in items]
+    except (TypeError, ValueError):
+        raise ValueError(f"background: field 'lane_share' must be a dict processor name -> share, got {value!r}") from None
+    for k, v in pairs:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v <= 1.0):
+            raise ValueError(f"background: lane_share[{k!r}] must be a share in [0, 1], got {v!r}")
+    return tuple(sorted((k, float(v)) for k, v in pairs))
 
 
 BACKGROUND_PRESETS: dict[str, BackgroundSpec] = {

@@ -114,6 +114,7 @@ class SocSimulator:
         self.lane_names = self.profile.processor_names
         self.lane_max_freq = [float(p.max_freq_mhz) for p in self.profile.processors]
         self.is_gpu_like = [p.kind != "cpu" for p in self.profile.processors]
+        self.lane_extra = background.lane_extra(self.lane_names)  # per-lane background (lane_share), usually 0
         # async lanes (GPU stream, NPU queue): the host thread pays the issue cost and goes on; a
         # synchronous lane (the CPU worker) pays the per-op dispatch itself, before the op's compute
         self.async_lane = [bool(p.async_dispatch) for p in self.profile.processors]
@@ -147,7 +148,7 @@ class SocSimulator:
         self.util = [0.0] * P                     # utilisation moving average at util_t (lazy: see _touch_util)
         self.util_t = [0.0] * P
         self._background_changed()
-        self.util = [self.bg_gpu if g else self.bg_cpu for g in self.is_gpu_like]  # start in steady state
+        self.util = list(self.bg_lane)  # start in steady state
 
         # --- lanes: each runs its queue FIFO; ``head`` is the op at the front, waiting for inputs or a
         # hand-off, ``cur`` the op running (request, op, dispatch time, nominal ms, start, transfer ms)
@@ -377,16 +378,19 @@ class SocSimulator:
         load = self.background
         self.bg_cpu, self.bg_gpu = load.cpu, load.gpu
         self.bg_bw = load.bw_frac * self.total_bw_gbps
+        cap = self.bg.max_share
+        self.bg_lane = [min((load.gpu if g else load.cpu) + x, cap) if x else (load.gpu if g else load.cpu)
+                        for g, x in zip(self.is_gpu_like, self.lane_extra)]
 
     def _bg_share(self, lane: int) -> float:
-        return self.bg_gpu if self.is_gpu_like[lane] else self.bg_cpu
+        return self.bg_lane[lane]
 
     def freq_mhz(self, lane: int) -> float:
         return self.mode_freq[lane] * self.throttle
 
     def _speed(self, lane: int) -> float:
         """Compute throughput relative to the mode's nominal (clocks, cores, background share)."""
-        key = (lane, self.mode, self.throttle, self.bg_gpu if self.is_gpu_like[lane] else self.bg_cpu)
+        key = (lane, self.mode, self.throttle, self.bg_lane[lane])
         s = self._speed_cache.get(key)
         if s is None:
             s = self._speed_cache[key] = self._speed_uncached(lane)
@@ -395,8 +399,8 @@ class SocSimulator:
     def _speed_uncached(self, lane: int) -> float:
         if self.is_gpu_like[lane]:
             s = self.cm.speed_factor(lane, self.mode, freq_mhz=self.freq_mhz(lane)) if self.throttle < 1.0 else 1.0
-            return s * (1.0 - self.bg_gpu)  # GPU time-slicing with the other application
-        cores = self.mode_cores[lane] * (1.0 - self.bg_cpu)
+            return s * (1.0 - self.bg_lane[lane])  # GPU time-slicing with the other application
+        cores = self.mode_cores[lane] * (1.0 - self.bg_lane[lane])
         return self.cm.speed_factor(lane, self.mode, freq_mhz=self.freq_mhz(lane), cores=cores)
 
     def _host_slowdown(self) -> float:
@@ -437,7 +441,7 @@ class SocSimulator:
     def _util_now(self, j: int) -> float:
         """Exponential moving average (time constant UTIL_TAU_MS) of lane j's busy-ness, ours or the
         background's: exact for piecewise-constant load, brought forward only when the load changes."""
-        b = 1.0 if self.busy[j] else (self.bg_gpu if self.is_gpu_like[j] else self.bg_cpu)
+        b = 1.0 if self.busy[j] else self.bg_lane[j]
         return b + (self.util[j] - b) * math.exp(-(self.env.now - self.util_t[j]) / UTIL_TAU_MS)
 
     def _touch_util(self, j: int) -> None:
@@ -457,10 +461,10 @@ class SocSimulator:
             busy = self.busy[j]
             out += (self._util_now(j),
                     self.mode_freq[j] * self.throttle / self.lane_max_freq[j],
-                    1.0 if self.is_gpu_like[j] else self.mode_cores[j] * (1.0 - self.bg_cpu) / self.lane_cores[j],
+                    1.0 if self.is_gpu_like[j] else self.mode_cores[j] * (1.0 - self.bg_lane[j]) / self.lane_cores[j],
                     len(self.queues[j]) + (1 if busy else 0),
                     self.backlog_ms[j] + (self.running_end[j] - now if busy else 0.0),
-                    self.bg_gpu if self.is_gpu_like[j] else self.bg_cpu)
+                    self.bg_lane[j])
         return out
 
     def input_bytes_on(self, r: int, i: int) -> list[float]:
