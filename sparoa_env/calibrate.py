@@ -54,7 +54,8 @@ import numpy as np
 from .profile import DTYPES, SPARSE_PATTERNS, SocProfile, profile_from_dict
 
 __all__ = ["FitData", "ProcessorFit", "CalibrationResult", "fit_processor", "calibrate", "with_lane_cores",
-           "simulate_latency_ms", "make_plans", "run_fidelity", "DEPTHWISE_SIZES"]
+           "simulate_latency_ms", "make_plans", "run_fidelity", "measure_fidelity", "score_fidelity",
+           "load_measured", "DEPTHWISE_SIZES"]
 
 DEPTHWISE_SIZES = (9, 25, 49)
 _E2E_WEIGHT = 4.0
@@ -64,15 +65,37 @@ _F_SCALE = 0.1    # robust loss: residuals beyond ~10% (noise-hit passes on a bu
 
 
 # ------------------------------------------------------------------------------------------- data
-def _type_key(op_type: str, flops: float, out_shape: Sequence[int], depthwise_sizes: Sequence[int]) -> str:
+def _type_key(op_type: str, flops: float, out_shape: Sequence[int], depthwise_sizes: Sequence[int],
+              bytes_in: float = 0.0, dtype: str = "float32", conv_classes: bool = True) -> str:
+    """Efficiency key of an op: the first two segments of its ATen type, plus for a convolution the most
+    specific kernel-shape suffix of :func:`sparoa_env.costmodel.conv_variant` (``.depthwise.k3``,
+    ``.pointwise``, ...); ``conv_classes=False``: only ``.depthwise`` (the former key set)."""
+    from .costmodel import conv_variant
+
     parts = op_type.split(".")
     key = ".".join(parts[:2]) if len(parts) >= 2 else op_type
-    if "conv" in op_type and flops > 0:
-        numel = math.prod(out_shape) if out_shape else 0
-        k = flops / (2.0 * numel) if numel else 0.0
-        if any(abs(k - s) <= 1e-8 * max(1.0, s) for s in depthwise_sizes):
-            key += ".depthwise"
+    v = conv_variant(op_type, flops, bytes_in, out_shape, dtype, depthwise_sizes) if depthwise_sizes else ()
+    if v and conv_classes:
+        key += v[0]
+    elif v and v[-1] == ".depthwise":
+        key += ".depthwise"
     return key
+
+
+def _key_parent(key: str) -> str | None:
+    """``aten.convolution.depthwise.k3`` -> ``aten.convolution.depthwise`` -> ``aten.convolution`` -> None."""
+    return key.rsplit(".", 1)[0] if key.count(".") >= 2 else None
+
+
+def _resolve_rate(rates: Mapping[str, float], key: str, default: float | None = None) -> float:
+    """The value the cost model uses for ``key``: the key, else its nearest parent in ``rates``, else the
+    ``default`` entry (or ``default``)."""
+    k: str | None = key
+    while k is not None:
+        if k in rates:
+            return rates[k]
+        k = _key_parent(k)
+    return rates["default"] if default is None else default
 
 
 @dataclass
@@ -95,9 +118,11 @@ class FitData:
 
     @classmethod
     def from_frame(cls, df: Any, processor: str = "cpu", depthwise_sizes: Sequence[int] = DEPTHWISE_SIZES,
-                   stat: str = "median") -> "FitData":
+                   stat: str = "median", conv_classes: bool = False) -> "FitData":
         """``stat``: which summary of the repeats to fit, ``median`` (default) or ``p10`` (closer to the
-        machine's uncontended speed when other work shares it; use the same in ``sparoa fidelity``)."""
+        machine's uncontended speed when other work shares it; use the same in ``sparoa fidelity``).
+        ``conv_classes``: key convolutions by kernel-shape class (pointwise, depthwise per window size;
+        :func:`_type_key`); default ``False``: the former keys (depthwise or not)."""
         col = _STAT_COLUMNS[stat]
         ops = df[(df["kind"] == "op") & (df["processor"] == processor)]
         if ops.empty:
@@ -112,7 +137,9 @@ class FitData:
         measured = ops[col].to_numpy(float) - probe[config]
         shapes = [tuple(json.loads(s)) if s else () for s in ops["out_shape"]]
         flops = ops["flops"].to_numpy(float)
-        keys = [_type_key(t, f, s, depthwise_sizes) for t, f, s in zip(ops["op_type"], flops, shapes)]
+        dtypes = ops["dtype"].fillna("float32").astype(str).tolist() if "dtype" in ops else ["float32"] * len(ops)
+        keys = [_type_key(t, f, s, depthwise_sizes, b, dt, conv_classes)
+                for t, f, s, b, dt in zip(ops["op_type"], flops, shapes, ops["bytes_in"].to_numpy(float), dtypes)]
         aux_keys = [_type_key(t, 0.0, (), ()) for t in ops["op_type"]]
         return cls(flops=flops, aux=ops["aux_flops"].to_numpy(float), aux_keys=aux_keys,
                    traffic=(ops["bytes_in"] + ops["bytes_out"] + ops["weight_bytes"]).to_numpy(float),
@@ -142,6 +169,8 @@ class ProcessorFit:
     cache_bw_gbps: float = 0.0
     aux_rows: dict[str, int] = field(default_factory=dict)
     default_aux_fitted: bool = True   # False: the default is the mean of the per-type rates (see fit_processor)
+    op_overheads: dict[str, float] = field(default_factory=dict)   # ms per op by efficiency key (FLOP ops)
+    parallel_overhead_ms: float = 0.0   # extra per op when running on more than one thread
 
     def predict(self, d: FitData) -> np.ndarray:
         return _predict(d, self)
@@ -164,7 +193,7 @@ def _memory_ms(traffic: np.ndarray, bw_gbps: float, cache_bytes: float, cache_bw
 
 
 def _predict(d: FitData, f: ProcessorFit) -> np.ndarray:
-    rate = np.array([f.rates.get(k, f.rates["default"]) for k in d.keys])
+    rate = np.array([_resolve_rate(f.rates, k) for k in d.keys])
     aux_rate = np.array([f.aux_rates.get(k, f.aux_rate) for k in d.aux_keys]) if f.aux_rates else f.aux_rate
     S = 1.0 / ((1.0 - f.parallel_fraction) + f.parallel_fraction / d.threads)
     if f.parallel_half_mflop > 0:
@@ -175,12 +204,20 @@ def _predict(d: FitData, f: ProcessorFit) -> np.ndarray:
     main = np.where(d.flops > 0, (d.flops + half) / (rate * S * speed), 0.0)
     c = main + d.aux / (aux_rate * S)
     m = _memory_ms(d.traffic, f.bw_gbps, f.cache_bytes, f.cache_bw_gbps)
-    return np.maximum(c, m) + f.unhidden_frac * np.minimum(c, m) + f.overhead_ms
+    if f.op_overheads:
+        ovh = np.array([_resolve_rate(f.op_overheads, k, f.overhead_ms) for k in d.keys])
+        ovh = np.where(d.flops > 0, ovh, f.overhead_ms)
+    else:
+        ovh = f.overhead_ms
+    if f.parallel_overhead_ms > 0:
+        ovh = ovh + f.parallel_overhead_ms * (d.threads > 1)
+    return np.maximum(c, m) + f.unhidden_frac * np.minimum(c, m) + ovh
 
 
 def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float | None = None,
                   init: ProcessorFit | None = None, fit_cache: bool = True,
-                  aux_rate_cap: float | None = None, bw_floor_gbps: float | None = None) -> ProcessorFit:
+                  aux_rate_cap: float | None = None, bw_floor_gbps: float | None = None,
+                  op_overheads: bool = False, parallel_overhead: bool = False) -> ProcessorFit:
     """Least-squares fit of the cost-model parameters of one processor to its op and e2e rows.
 
     ``fit_cache``: fit the two-level memory (cache size and cache bandwidth besides the DRAM bandwidth);
@@ -189,7 +226,12 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     that is memory-bound everywhere, cannot imply a peak above the measured one). ``bw_floor_gbps``: lower
     bound of the DRAM bandwidth (the calibration passes half the large-copy bandwidth: with a cache level in
     the model, a kernel that is slow on large tensors for reasons of its own, a depthwise convolution at
-    batch 8, must not drag the DRAM bandwidth of every streaming op down with it)."""
+    batch 8, must not drag the DRAM bandwidth of every streaming op down with it). ``op_overheads``: fit a
+    per-op overhead for each FLOP-bearing efficiency key (``op_fixed_overhead_us`` in the profile; a small
+    convolution pays a oneDNN primitive lookup that a small GEMM does not), weakly tied to the common
+    overhead so that a key seen only on large ops keeps it; other ops pay the common overhead.
+    ``parallel_overhead``: an extra per-op time on more than one thread (``parallel_overhead_us``; only
+    with several thread counts)."""
     from scipy.optimize import least_squares
 
     with_flops = d.flops > 0
@@ -197,11 +239,37 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     for k, w in zip(d.keys, with_flops):
         if w:
             counts[k] = counts.get(k, 0) + 1
-    keys = sorted(k for k, c in counts.items() if c >= min_type_rows and k != "default")
-    d_keys = [k if k in keys else "default" for k in d.keys]
+    # a key with fewer than min_type_rows rows hands them to its parent (.depthwise.k5 -> .depthwise ->
+    # aten.convolution), a two-segment key to the default
+    d_keys = list(d.keys)
+    while True:
+        cur: dict[str, int] = {}
+        for k, w in zip(d_keys, with_flops):
+            if w:
+                cur[k] = cur.get(k, 0) + 1
+        low = {k for k, c in cur.items() if c < min_type_rows and k != "default"}
+        if not low:
+            break
+        d_keys = [(_key_parent(k) or "default") if k in low else k for k in d_keys]
+    keys = sorted(k for k in cur if k != "default")
     use_default = any(k == "default" and w for k, w in zip(d_keys, with_flops))
     all_keys = keys + (["default"] if use_default else [])
-    key_idx = np.array([all_keys.index(k) if (k in all_keys and w) else 0 for k, w in zip(d_keys, with_flops)])
+    # parents of fitted keys that are not fitted themselves (an op class never traced, say a 7x7 depthwise
+    # window, falls back to them): the row-weighted geometric mean of their fitted descendants
+    derived: dict[str, list[tuple[str, int]]] = {}
+    for k in keys:
+        p = _key_parent(k)
+        while p is not None:
+            if p not in keys:
+                derived.setdefault(p, []).append((k, cur[k]))
+            p = _key_parent(p)
+
+    def _with_derived(vals: dict[str, float]) -> dict[str, float]:
+        for p, kids in derived.items():
+            if all(k in vals for k, _ in kids):
+                wsum = sum(c for _, c in kids)
+                vals[p] = float(math.exp(sum(c * math.log(vals[k]) for k, c in kids) / wsum))
+        return vals
     patterns = sorted({p for p, w in zip(d.pattern, with_flops) if w and p != "dense"})
     levels: dict[str, list[float]] = {}
     for pat in patterns:
@@ -250,6 +318,9 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
         x0 += [math.log(max(aux_guess[k], 1.0)) for k in aux_keys]
         x0 += [math.log(4e6), math.log(2.0)]
         x0 += [math.log(0.1)]
+    ovh_keys = [k for k in all_keys if k != "default"] if op_overheads else []
+    x0 += [math.log(max(init.parallel_overhead_ms, 1e-4)) if init is not None else math.log(1e-3)]
+    x0 += [x0[len(all_keys) + 3]] * len(ovh_keys)     # start at the common overhead
     x0 = np.array(x0, dtype=float)
     nk = len(all_keys)
     na = len(aux_keys)
@@ -273,6 +344,10 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     lo[j_cache + 1], hi[j_cache + 1] = 0.0, math.log(100.0)           # cache bandwidth 1..100x DRAM's
     j_par = j_cache + 2
     lo[j_par], hi[j_par] = math.log(1e-6), math.log(1e4)                # parallel half-work, MFLOP
+    j_pov = j_par + 1
+    lo[j_pov], hi[j_pov] = math.log(1e-6), math.log(1.0)                 # parallel overhead, ms
+    j_ovh = j_par + 2
+    lo[j_ovh:], hi[j_ovh:] = math.log(1e-6), math.log(10.0)               # per-key overheads, ms
     lo[nk + 3], hi[nk + 3] = math.log(1e-6), math.log(10.0)             # overhead ms
     lo[nk + 4], hi[nk + 4] = _logit(0.01), _logit(0.999)                 # parallel fraction
     lo[nk + 5], hi[nk + 5] = _logit(0.001), _logit(0.999)                # unhidden
@@ -288,7 +363,7 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     has_e2e = np.isfinite(d.config_e2e)
 
     def unpack(x: np.ndarray) -> ProcessorFit:
-        rates = {k: float(math.exp(x[i])) for i, k in enumerate(all_keys)}
+        rates = _with_derived({k: float(math.exp(x[i])) for i, k in enumerate(all_keys)})
         if "default" not in rates:
             rates["default"] = float(math.exp(np.mean(x[:nk]))) if nk else g0
         curves: dict[str, tuple[list[float], list[float]]] = {}
@@ -309,7 +384,10 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
                             aux_rates={k: float(math.exp(x[j_aux + i])) for i, k in enumerate(aux_keys)},
                             cache_bytes=float(math.exp(x[j_cache])) if fit_cache else 0.0,
                             cache_bw_gbps=bw * float(math.exp(x[j_cache + 1])) if fit_cache else bw,
-                            parallel_half_mflop=float(math.exp(x[j_par])) if vary_p else 0.0)
+                            parallel_half_mflop=float(math.exp(x[j_par])) if vary_p else 0.0,
+                            op_overheads=_with_derived({k: float(math.exp(x[j_ovh + i]))
+                                                        for i, k in enumerate(ovh_keys)}),
+                            parallel_overhead_ms=float(math.exp(x[j_pov])) if (vary_p and parallel_overhead) else 0.0)
 
     def residuals(x: np.ndarray) -> np.ndarray:
         f = unpack(x)
@@ -319,12 +397,15 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
         r_e2e = _E2E_WEIGHT * (np.log(sums[has_e2e]) - np.log(d.config_e2e[has_e2e]))
         reg = 1e-3 * (x[:nk] - np.mean(x[:nk])) if nk else np.zeros(0)   # keeps unidentified rates sane
         reg_aux = 1e-3 * (x[j_aux:j_cache] - float(aux_w @ x[j_aux:j_cache])) if na else np.zeros(0)
-        return np.concatenate([r_op, r_e2e, reg, reg_aux])
+        reg_ovh = 1e-2 * (x[j_ovh:] - x[nk + 3])    # keys seen only on large ops keep the common overhead
+        return np.concatenate([r_op, r_e2e, reg, reg_aux, reg_ovh])
 
     active = np.ones(len(x0), bool)
     if not vary_p:
         active[nk + 4] = False
         active[j_par] = False
+    if not (vary_p and parallel_overhead):
+        active[j_pov] = False
     if not fit_cache:
         active[j_cache:j_cache + 2] = False
     if na:
@@ -404,6 +485,7 @@ class CalibrationResult:
     trace_ids: list[str]
     excluded: list[str] = field(default_factory=list)
     stat: str = "median"
+    handoff: dict[str, Any] | None = None   # fit_handoff_latency's report when calibrated with handoff
 
 
 def _linfit_transfer(rows: Any) -> tuple[float, float]:
@@ -429,13 +511,23 @@ def _median(df: Any, **eq: Any) -> float:
 
 def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: int | None = None,
               min_type_rows: int = 3, trace_files: Sequence[str] = (), stat: str = "median",
-              max_spread: float | None = None, threads: Sequence[int] | None = None) -> CalibrationResult:
+              max_spread: float | None = None, threads: Sequence[int] | None = None,
+              conv_classes: bool = False, op_overheads: bool = True, parallel_overhead: bool = True,
+              handoff: Mapping[str, Any] | None = None) -> CalibrationResult:
     """Fit a profile to the traces in ``df`` (from :func:`sparoa_env.traces.read_traces`).
 
     ``stat``: ``median`` or ``p10`` of the repeats. ``max_spread``: passes whose end-to-end spread
     ``(p90 - p10) / median`` exceeds it were disturbed by other work on the machine; their op and e2e
     rows are left out of the fit (listed in ``excluded``). ``threads``: fit only passes (and
-    micro-benchmarks) run with these thread counts."""
+    micro-benchmarks) run with these thread counts. ``conv_classes``: separate efficiencies per convolution
+    kernel-shape class (:func:`_type_key`; off by default: on this machine's zoo traces they fit the
+    calibration models better and the held-out ones worse, see docs/calibration.md). ``op_overheads``: a per-op
+    overhead per FLOP-bearing efficiency key on the CPU lane (``op_fixed_overhead_us``); ``False``: one
+    overhead for every op. ``parallel_overhead``: fit ``parallel_overhead_us`` (traces with several thread
+    counts). ``handoff``: measurements of the executor running mixed plans of *calibration*
+    models (:func:`load_measured` of a ``sparoa fidelity --save`` file); the transfer latency is then
+    fitted to them (:func:`fit_handoff_latency`) instead of taken from the hand-off micro-benchmark, which
+    leaves out the worker wake-ups a real lane switch costs."""
     if stat not in _STAT_COLUMNS:
         raise ValueError(f"stat must be one of {list(_STAT_COLUMNS)}, got {stat!r}")
     if threads:
@@ -457,7 +549,7 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     freq_mhz = float(freq.median()) if len(freq) else math.nan
     torch_versions = sorted(df["torch_version"].unique())
     # CPU fit
-    d_cpu = FitData.from_frame(df, "cpu", stat=stat)
+    d_cpu = FitData.from_frame(df, "cpu", stat=stat, conv_classes=conv_classes)
     thread_counts = sorted({int(t) for t in d_cpu.threads})
     peak_rows = cpu_rows[(cpu_rows["kind"] == "peak") & (cpu_rows["op_type"] == "aten.mm")]
     mm_per_core = float((peak_rows["flops"] / peak_rows["latency_ms"] / peak_rows["threads"].clip(lower=1)).max()) \
@@ -467,7 +559,8 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
         if len(copy_rows) else math.nan
     f_cpu = fit_processor(d_cpu, min_type_rows=min_type_rows,
                           aux_rate_cap=mm_per_core if mm_per_core == mm_per_core else None,
-                          bw_floor_gbps=0.5 * copy_bw if copy_bw == copy_bw else None)
+                          bw_floor_gbps=0.5 * copy_bw if copy_bw == copy_bw else None, op_overheads=op_overheads,
+                          parallel_overhead=parallel_overhead)
     reports = {"cpu": fit_report(d_cpu, f_cpu)}
     fits = {"cpu": f_cpu}
     # per-core peak from the matmul rows, corrected by the fitted Amdahl factor
@@ -479,7 +572,8 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     per_core = max(per_core, max_rate / 0.98)
     dram = max(copy_bw if copy_bw == copy_bw else 0.0, f_cpu.bw_gbps)
     dispatch_ms = _median(cpu_rows, kind="dispatch")
-    launch_us = min(dispatch_ms * 1e3 if dispatch_ms == dispatch_ms else 0.0, f_cpu.overhead_ms * 1e3)
+    launch_us = min([dispatch_ms * 1e3 if dispatch_ms == dispatch_ms else 0.0, f_cpu.overhead_ms * 1e3]
+                    + [v * 1e3 for v in f_cpu.op_overheads.values()])
     fixed_us = max(f_cpu.overhead_ms * 1e3 - launch_us, 0.0)
     xfer = df[df["kind"] == "transfer"]
     noise = _noise(df)
@@ -510,6 +604,9 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
             "parallel_half_mflop": f_cpu.parallel_half_mflop,
             "mem_bw_frac": min(max(f_cpu.bw_gbps / dram, 1e-3), 1.0),
             "launch_overhead_us": launch_us, "fixed_overhead_us": fixed_us, "async_dispatch": False,
+            **({"op_fixed_overhead_us": {k: max(v * 1e3 - launch_us, 0.0) for k, v in f_cpu.op_overheads.items()}}
+               if f_cpu.op_overheads else {}),
+            **({"parallel_overhead_us": f_cpu.parallel_overhead_ms * 1e3} if f_cpu.parallel_overhead_ms > 0 else {}),
             "half_efficiency_mflop": f_cpu.half_mflop, "op_efficiency": cpu_eff,
             "aux_efficiency": min(max(f_cpu.aux_rate / 1e6 / per_core, 1e-6), 1.0),
             "aux_op_efficiency": {k: min(max(v / 1e6 / per_core, 1e-6), 1.0) for k, v in f_cpu.aux_rates.items()},
@@ -536,6 +633,12 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
                 "mem_bw_frac": src_fit + ", over the large-copy DRAM bandwidth (bounded below by half of it)",
                 "launch_overhead_us": f"[{ref}] dispatch micro-benchmark: host time of a tiny op from compiled code",
                 "fixed_overhead_us": src_fit + ": the fitted per-op overhead minus the dispatch cost",
+                **({"op_fixed_overhead_us": src_fit + ": the fitted per-op overhead of each FLOP-bearing op class "
+                                            "minus the dispatch cost (weakly tied to the common one)"}
+                   if f_cpu.op_overheads else {}),
+                **({"parallel_overhead_us": src_fit + " (passes at " + ", ".join(map(str, thread_counts)) +
+                                            " threads: extra time per op on more than one thread)"}
+                   if f_cpu.parallel_overhead_ms > 0 else {}),
                 "async_dispatch": "assumption: by construction of the executor, a CPU lane runs its ops on its own worker thread, which waits for each op",
                 "half_efficiency_mflop": src_fit, "op_efficiency": src_fit + " (FLOP/s per op type over peak)",
                 "aux_efficiency": (src_fit + " (elementwise op types not in aux_op_efficiency)"
@@ -592,9 +695,58 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     if base is not None:
         _merge_base(d, base)
     profile = profile_from_dict(d, source=f"<calibrated {name}>")
+    handoff_report = None
+    if handoff is not None:
+        lat_us, rep_h = fit_handoff_latency(profile, handoff)
+        d["transfer"]["sources"]["latency_us"] = (
+            f"[handoff] fitted to {rep_h['cases']} mixed-plan runs of the executor (models "
+            f"{', '.join(rep_h['models'])}) so that the simulator matches them; the hand-off micro-benchmark "
+            f"[{ref}] gave {d['transfer']['latency_us']:.1f} us")
+        d["transfer"]["latency_us"] = lat_us
+        d["references"]["handoff"] = (f"sparoa fidelity measurements {handoff.get('_source', '<measured>')} of "
+                                      f"machine {handoff.get('machine_id')}, taken {handoff.get('created_utc')}")
+        profile = profile_from_dict(d, source=f"<calibrated {name}>")
+        handoff_report = rep_h
     reports["cpu"]["profile_vs_fit_max_deviation"] = _check_reproduces(profile, df, d_cpu, f_cpu)
     return CalibrationResult(profile=profile, fits=fits, reports=reports, noise=noise, trace_ids=trace_ids,
-                             excluded=excluded, stat=stat)
+                             excluded=excluded, stat=stat, handoff=handoff_report)
+
+
+def fit_handoff_latency(profile: SocProfile, measured: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
+    """The transfer latency (us) that makes the simulator match measured mixed-plan runs (cases that use
+    more than one lane): minimises the mean squared log error over those cases (bounded scalar search).
+    The measurements must come from calibration models, never from the models a fidelity check holds out."""
+    from scipy.optimize import minimize_scalar
+
+    from .graph import OpGraph
+
+    src = measured.get("_source", "<measured>")
+    graphs = measured.get("_graphs") or {k: OpGraph.from_dict(g, source=f"{src}: graphs[{k!r}]")
+                                         for k, g in measured["graphs"].items()}
+    cases = [c for c in measured["cases"] if len(set(c["lane_of"])) > 1]
+    if not cases:
+        raise ValueError(f"{src}: no case runs on more than one lane; the hand-off latency needs mixed plans "
+                         "(sparoa fidelity --plans 3 on a profile with two lanes)")
+    if list(measured["processors"]) != list(profile.processor_names):
+        raise ValueError(f"{src}: field 'processors' is {list(measured['processors'])}, but the fitted profile has "
+                         f"{list(profile.processor_names)}")
+    d0 = profile.to_dict()
+
+    def err(lat_us: float) -> float:
+        d = dict(d0, transfer=dict(d0["transfer"], latency_us=float(lat_us)))
+        prof = profile_from_dict(d, source="<handoff fit>")
+        e = []
+        for c in cases:
+            p = with_lane_cores(prof, dict(c["lane_cores"]))
+            pred = simulate_latency_ms(p, graphs[c["graph"]], c["lane_of"], "fidelity")
+            e.append(math.log(pred / float(c["measured_ms"])))
+        return float(np.mean(np.square(e)))
+
+    sol = minimize_scalar(err, bounds=(0.0, 5000.0), method="bounded", options={"xatol": 0.5})
+    lat = float(sol.x)
+    return lat, {"latency_us": lat, "cases": len(cases), "models": sorted({c["model"] for c in cases}),
+                 "rms_log_error": math.sqrt(err(lat)),
+                 "rms_log_error_micro": math.sqrt(err(float(d0["transfer"]["latency_us"])))}
 
 
 def _rows_text(rows: Mapping[str, int]) -> str:
@@ -884,17 +1036,54 @@ def make_plans(graph: Any, processors: Sequence[str], kinds: Sequence[str], k: i
 
 
 # ------------------------------------------------------------------------------------------- fidelity
+MEASURED_FORMAT = "sparoa-fidelity-measured"
+
+
 def run_fidelity(profile: SocProfile, models: Sequence[str], *, plans: int = 3, batches: Sequence[int] = (1,),
                  threads: int | None = None, repeats: int = 10, warmup: int = 3, device_map: Any = None,
-                 budget_s: float = 20.0, stat: str = "median",
+                 budget_s: float = 20.0, stat: str = "median", rounds: int = 8,
                  log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Run each model for real under ``plans`` plans and compare with the simulator (module docstring).
-    ``stat``: ``median`` (default) or ``p10`` of the timed runs."""
+    """Run each model for real under ``plans`` plans and compare with the simulator (module docstring):
+    :func:`measure_fidelity` then :func:`score_fidelity`. The result carries the measurements under
+    ``"measured"`` (what ``sparoa fidelity --save`` writes)."""
+    measured = measure_fidelity(profile, models, plans=plans, batches=batches, threads=threads, repeats=repeats,
+                                warmup=warmup, device_map=device_map, budget_s=budget_s, stat=stat, rounds=rounds,
+                                log=log)
+    res = score_fidelity(profile, measured, log=log)
+    res["measured"] = measured
+    return res
+
+
+def measure_fidelity(profile: SocProfile, models: Sequence[str], *, plans: int = 3, batches: Sequence[int] = (1,),
+                     threads: int | None = None, repeats: int = 10, warmup: int = 3, device_map: Any = None,
+                     budget_s: float = 20.0, stat: str = "median", rounds: int = 8,
+                     log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Measure every (model, batch, plan) case with the project's executor; no prediction.
+
+    The plans of one model run **interleaved**: all their engines are built first, then ``rounds`` rounds
+    each run a share of every plan's timed runs (the plan order rotates per round), so that a slow minute
+    of the machine hits every plan of the model alike instead of one. The timed runs of even and odd
+    rounds make two independent measurements of each case (``measured_halves_ms``): how far they agree is
+    the machine's own repeatability, the ceiling any predictor can reach on it. The Python garbage
+    collector is off while timing. ``repeats`` timed runs per case (capped by ``budget_s`` seconds).
+
+    Returns a JSON-able dict (format ``sparoa-fidelity-measured``) holding each case's lane assignment and
+    core layout and each model's OpGraph, so that :func:`score_fidelity` can re-score it against any
+    profile with the same processor names without torch and without re-measuring."""
     if stat not in _STAT_COLUMNS:
         raise ValueError(f"stat must be one of {list(_STAT_COLUMNS)}, got {stat!r}")
+    if rounds < 2:
+        raise ValueError(f"rounds must be >= 2 (two independent halves per case), got {rounds}")
+    import contextlib
+    import datetime
+    import gc
+
     from .hw.devices import cuda_available, parse_device_map, two_lane_cpu_map
-    from .hw.profiler import first_cores, prepare_model
+    from .hw.engine import HybridEngine
+    from .hw.profiler import clock_state, first_cores, prepare_model
     from .hw.timing import thread_settings
+    from .plan import Plan
+    from .traces import machine_id
 
     names = list(profile.processor_names)
     kinds = [p.kind for p in profile.processors]
@@ -902,73 +1091,208 @@ def run_fidelity(profile: SocProfile, models: Sequence[str], *, plans: int = 3, 
         if len(names) == 1:
             device_map = {names[0]: "cpu"}
         elif all(k == "cpu" for k in kinds) or not cuda_available():
-            cpu_names = [n for n, k in zip(names, kinds)]
-            device_map = two_lane_cpu_map(cpu_names)
+            device_map = two_lane_cpu_map(list(names))
         else:
             device_map = {n: ("cpu" if k == "cpu" else "cuda:0") for n, k in zip(names, kinds)}
     lanes = parse_device_map(device_map, names)
     lane_list = [lanes[n] for n in names]
     all_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     t_single = threads or all_cores
-    cases = []
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    clocks0 = clock_state("cpu")
+    cases: list[dict[str, Any]] = []
+    graphs: dict[str, Any] = {}
     for model in models:
         for batch in batches:
             t0 = time.time()
             pm = prepare_model(model, batch)
+            gkey = f"{model}|b{batch}"
+            graphs[gkey] = pm.graph.to_dict()
             log(f"{model} b{batch}: exported in {time.time() - t0:.1f}s, {len(pm.graph.nodes)} ops")
+            setups = []
             for label, lane_of in make_plans(pm.graph, names, kinds, plans):
                 used = sorted(set(lane_of))
                 dm = {n: l.spec for n, l in zip(names, lane_list)}
+                pin = None
                 if len(used) == 1 and lane_list[used[0]].device == "cpu":
                     # one CPU lane: all its ops on t_single threads pinned to the first t_single cores
                     # (an unpinned single CPU lane runs in the calling thread, which is pinned here as the
                     # traces' end-to-end passes were)
                     cores = first_cores(t_single)
                     dm[names[used[0]]] = "cpu"
+                    pin = (t_single, cores)
                     lane_cores = {names[used[0]]: t_single}
                     where = f"{names[used[0]]}: cores {','.join(map(str, cores))}, {t_single} thread(s)"
-                    with thread_settings(t_single, cores):
-                        ms = _measure_plan(pm, names, lane_of, dm, repeats, warmup, budget_s, stat)
                 else:
                     lane_cores = {n: (len(l.cores) if l.cores else all_cores) for n, l in zip(names, lane_list)
                                   if not l.is_cuda}
                     where = "; ".join(lane_list[k].describe() for k in used)
-                    ms = _measure_plan(pm, names, lane_of, dm, repeats, warmup, budget_s, stat)
-                prof = with_lane_cores(profile, lane_cores)
-                pred = simulate_latency_ms(prof, pm.graph, lane_of, "fidelity")
-                err = pred / ms - 1.0
-                cases.append({"model": model, "batch": batch, "plan": label, "lanes": where,
-                              "measured_ms": ms, "predicted_ms": pred, "error": err})
-                log(f"  {label:<12} measured {ms:9.3f} ms  predicted {pred:9.3f} ms  error {err:+.1%}")
-    errs = np.array([abs(c["error"]) for c in cases])
-    return {"profile": profile.name, "stat": stat, "cases": cases,
-            "within_5pct": float(np.mean(errs <= 0.05)) if len(errs) else math.nan,
-            "within_10pct": float(np.mean(errs <= 0.10)) if len(errs) else math.nan,
-            "median_abs_error": float(np.median(errs)) if len(errs) else math.nan}
+                setups.append((label, list(lane_of), dm, pin, lane_cores, where))
+            with contextlib.ExitStack() as stack:
+                engines = []
+                for label, lane_of, dm, pin, _, _ in setups:
+                    plan = Plan({n.name: names[lane_of[i]] for i, n in enumerate(pm.graph.nodes)}, batch=pm.batch,
+                                model=pm.spec)
+                    engines.append(stack.enter_context(HybridEngine(pm.module, pm.inputs, plan, dict(dm),
+                                                                    processors=tuple(names), program=pm.program)))
+
+                def settings(j: int):
+                    pin = setups[j][3]
+                    return thread_settings(*pin) if pin is not None else contextlib.nullcontext()
+
+                per = []
+                for j, eng in enumerate(engines):
+                    with settings(j):
+                        t = time.perf_counter()
+                        for _ in range(max(warmup, 1)):
+                            eng(*pm.inputs)
+                        per.append((time.perf_counter() - t) / max(warmup, 1))
+                n_runs = [max(4, min(repeats, int(budget_s / max(p, 1e-6)))) for p in per]
+                n_rounds = [min(rounds, n) for n in n_runs]
+                samples: list[tuple[list[float], list[float]]] = [([], []) for _ in engines]
+                P = len(engines)
+                gc.collect()
+                gc_was = gc.isenabled()
+                gc.disable()
+                try:
+                    for r in range(max(n_rounds)):
+                        for j in [(r + s) % P for s in range(P)]:
+                            if r >= n_rounds[j]:
+                                continue
+                            k = math.ceil(n_runs[j] / n_rounds[j])
+                            eng, inputs, half = engines[j], pm.inputs, samples[j][r % 2]
+                            with settings(j):
+                                for _ in range(k):
+                                    t = time.perf_counter()
+                                    eng(*inputs)
+                                    half.append((time.perf_counter() - t) * 1e3)
+                finally:
+                    if gc_was:
+                        gc.enable()
+            for (label, lane_of, _, _, lane_cores, where), (a, b) in zip(setups, samples):
+                xs = np.array(a + b)
+                case = {"model": model, "batch": int(batch), "plan": label, "lanes": where,
+                        "lane_cores": lane_cores, "lane_of": lane_of, "graph": gkey,
+                        "measured_ms": _summary(xs, stat),
+                        "measured_halves_ms": [_summary(np.array(a), stat), _summary(np.array(b), stat)],
+                        "runs": int(len(xs)),
+                        "spread": float((np.percentile(xs, 90) - np.percentile(xs, 10)) / np.median(xs))}
+                cases.append(case)
+                h = case["measured_halves_ms"]
+                log(f"  {label:<12} measured {case['measured_ms']:9.3f} ms  (halves {h[0]:.3f} / {h[1]:.3f}, "
+                    f"{len(xs)} runs)")
+    return {"format": MEASURED_FORMAT, "version": 1, "machine_id": machine_id(), "processors": names,
+            "kinds": kinds, "stat": stat, "threads_single_lane": t_single, "rounds": rounds,
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "loadavg_1m_before_after": [load0, os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan],
+            "clocks_before_after": [clocks0, clock_state("cpu")], "cases": cases, "graphs": graphs}
 
 
-def _measure_plan(pm: Any, names: Sequence[str], lane_of: Sequence[int], device_map: Mapping[str, str],
-                  repeats: int, warmup: int, budget_s: float, stat: str) -> float:
-    """Run the plan with the project's executor, :class:`sparoa_env.hw.engine.HybridEngine` (on the
-    already exported Program), and return the median (or p10) end-to-end latency in ms."""
-    from .hw.engine import HybridEngine
-    from .plan import Plan
-
-    plan = Plan({n.name: names[lane_of[i]] for i, n in enumerate(pm.graph.nodes)}, batch=pm.batch, model=pm.spec)
-    with HybridEngine(pm.module, pm.inputs, plan, dict(device_map), processors=tuple(names),
-                      program=pm.program) as eng:
-        return _time_repeated(lambda: eng(*pm.inputs), repeats, warmup, budget_s, stat)
-
-
-def _time_repeated(fn: Callable[[], Any], repeats: int, warmup: int, budget_s: float, stat: str = "median") -> float:
-    t0 = time.perf_counter()
-    for _ in range(max(warmup, 1)):
-        fn()
-    per = (time.perf_counter() - t0) / max(warmup, 1)
-    n = max(3, min(repeats, int(budget_s / max(per, 1e-6))))
-    xs = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        xs.append((time.perf_counter() - t) * 1e3)
+def _summary(xs: np.ndarray, stat: str) -> float:
     return float(np.median(xs)) if stat == "median" else float(np.percentile(xs, 10))
+
+
+def load_measured(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a file written by ``sparoa fidelity --save`` (checked: format, processors, cases, graphs)."""
+    from .graph import GraphFormatError, OpGraph
+
+    p = str(path)
+    try:
+        with open(p) as fh:
+            d = json.load(fh)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not JSON ({e})") from None
+    if not isinstance(d, dict) or d.get("format") != MEASURED_FORMAT:
+        got = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise ValueError(f"{p}: field 'format' is {got!r}, expected {MEASURED_FORMAT!r} (a file written by "
+                         "'sparoa fidelity --save')")
+    for k in ("processors", "cases", "graphs", "stat"):
+        if k not in d:
+            raise ValueError(f"{p}: missing field {k!r}")
+    if d["stat"] not in _STAT_COLUMNS:
+        raise ValueError(f"{p}: field 'stat' is {d['stat']!r}, expected one of {list(_STAT_COLUMNS)}")
+    graphs = {}
+    for k, g in d["graphs"].items():
+        try:
+            graphs[k] = OpGraph.from_dict(g, source=f"{p}: graphs[{k!r}]")
+        except GraphFormatError as e:
+            raise ValueError(str(e)) from None
+    n_proc = len(d["processors"])
+    for i, c in enumerate(d["cases"]):
+        for k in ("model", "batch", "plan", "lane_cores", "lane_of", "graph", "measured_ms", "measured_halves_ms"):
+            if k not in c:
+                raise ValueError(f"{p}: cases[{i}] has no field {k!r}")
+        if c["graph"] not in graphs:
+            raise ValueError(f"{p}: cases[{i}].graph is {c['graph']!r}, not one of the file's graphs")
+        if len(c["lane_of"]) != len(graphs[c["graph"]].nodes):
+            raise ValueError(f"{p}: cases[{i}].lane_of has {len(c['lane_of'])} entries, graph {c['graph']!r} has "
+                             f"{len(graphs[c['graph']].nodes)} ops")
+        bad = [x for x in c["lane_of"] if not (isinstance(x, int) and 0 <= x < n_proc)]
+        if bad:
+            raise ValueError(f"{p}: cases[{i}].lane_of holds {bad[0]!r}, not a processor index 0..{n_proc - 1}")
+        if not (isinstance(c["measured_ms"], (int, float)) and c["measured_ms"] > 0):
+            raise ValueError(f"{p}: cases[{i}].measured_ms is {c['measured_ms']!r}, expected a positive number")
+    d["_graphs"] = graphs
+    d["_source"] = p
+    return d
+
+
+def score_fidelity(profile: SocProfile, measured: Mapping[str, Any],
+                   log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Predictions of ``profile`` for measured cases (from :func:`measure_fidelity` or :func:`load_measured`):
+    per case measured, predicted, error and the two half-measurements' disagreement; then the shares
+    within +-5% / +-10% and the same shares for the halves (the repeatability ceiling)."""
+    from .graph import OpGraph
+
+    src = measured.get("_source", "<measured>")
+    names = list(profile.processor_names)
+    if list(measured["processors"]) != names:
+        raise ValueError(f"{src}: field 'processors' is {list(measured['processors'])}, but profile {profile.name!r} "
+                         f"has processors {names}: re-score only against a profile with the same lanes")
+    graphs = measured.get("_graphs") or {k: OpGraph.from_dict(g, source=f"{src}: graphs[{k!r}]")
+                                         for k, g in measured["graphs"].items()}
+    profs: dict[tuple, SocProfile] = {}
+    cases = []
+    for c in measured["cases"]:
+        key = tuple(sorted(c["lane_cores"].items()))
+        if key not in profs:
+            profs[key] = with_lane_cores(profile, dict(c["lane_cores"]))
+        pred = simulate_latency_ms(profs[key], graphs[c["graph"]], c["lane_of"], "fidelity")
+        ms = float(c["measured_ms"])
+        a, b = (float(x) for x in c["measured_halves_ms"])
+        out = {k: v for k, v in c.items() if k not in ("lane_of", "graph")}
+        out.update(predicted_ms=pred, error=pred / ms - 1.0, halves_diff=a / b - 1.0)
+        cases.append(out)
+        log(f"  {c['model'][-40:]:<40} b{c['batch']} {c['plan']:<12} measured {ms:9.3f} ms  predicted {pred:9.3f} ms  "
+            f"error {pred / ms - 1.0:+.1%}  (halves {a / b - 1.0:+.1%})")
+    errs = np.array([abs(c["error"]) for c in cases])
+    reps = np.array([abs(c["halves_diff"]) for c in cases])
+
+    def share(x: np.ndarray, lim: float) -> float:
+        return float(np.mean(x <= lim)) if len(x) else math.nan
+
+    return {"profile": profile.name, "stat": measured["stat"], "cases": cases,
+            "within_5pct": share(errs, 0.05), "within_10pct": share(errs, 0.10),
+            "median_abs_error": float(np.median(errs)) if len(errs) else math.nan,
+            "repeatability": {"within_5pct": share(reps, 0.05), "within_10pct": share(reps, 0.10),
+                              "median_abs_diff": float(np.median(reps)) if len(reps) else math.nan,
+                              "what": "two independent measurements per case (timed runs of even vs odd interleaved "
+                                      "rounds): the share of cases whose two agree within +-5% / +-10% is the "
+                                      "ceiling any predictor can reach on this machine"},
+            "measured_meta": {k: measured.get(k) for k in ("machine_id", "created_utc", "loadavg_1m_before_after",
+                                                           "clocks_before_after", "threads_single_lane", "rounds")},
+            "clock_note": _clock_note(profile, measured)}
+
+
+def _clock_note(profile: SocProfile, measured: Mapping[str, Any]) -> str:
+    """Unpinned clocks break predictions (nn-Meter's users found): say when the CPU clock read around the
+    measurements is off the profile's, or when it could not be read."""
+    freqs = [c.get("cpu_freq_mhz", math.nan) for c in measured.get("clocks_before_after") or [] if isinstance(c, Mapping)]
+    freqs = [float(f) for f in freqs if isinstance(f, (int, float)) and f == f]
+    cpu = next((p for p in profile.processors if p.kind == "cpu"), None)
+    if not freqs or cpu is None:
+        return "CPU clock not readable during the measurements; pin clocks where the platform allows it"
+    off = max(abs(f / cpu.max_freq_mhz - 1.0) for f in freqs)
+    pinned = {c.get("clocks_pinned") for c in measured.get("clocks_before_after") or [] if isinstance(c, Mapping)}
+    return (f"CPU clock {min(freqs):.0f}-{max(freqs):.0f} MHz during the measurements, profile {cpu.max_freq_mhz:.0f} MHz "
+            f"({off:.1%} off), clocks pinned: {'/'.join(sorted(str(x) for x in pinned))}")

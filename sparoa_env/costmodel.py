@@ -20,7 +20,10 @@ background load:
     segments stripped (``aten.convolution.default`` -> ``aten.convolution``), then ``default``. A
     convolution whose reduction length ``K = flops / (2 * output elements)`` is one of
     ``cost_rules.depthwise_reduction_sizes`` (a single-channel k x k window: 9, 25, 49) is depthwise and
-    first tries ``<name>.depthwise``. The graph does not store ``groups``; this rule is the proxy.
+    first tries ``<name>.depthwise.k<k>``, then ``<name>.depthwise``; a convolution that reads each input
+    element once (1x1 kernels, patch embeddings; :func:`conv_variant`) first tries ``<name>.pointwise``.
+    The graph stores neither ``groups`` nor the kernel size; these rules derive the class from FLOPs,
+    input bytes and output shape. A profile without the suffixed keys prices every convolution alike.
   - ``sat = flops / (flops + half_efficiency_mflop * 1e6)``: small ops do not fill the machine.
   - ``aux_eff = aux_op_efficiency[op_type]`` looked up like ``eff`` (exact name, then without overload
     segments), else ``aux_efficiency``: elementwise work differs by orders of magnitude per op type
@@ -39,7 +42,10 @@ background load:
   of the op's working set that fits the processor's last-level cache is served at the cache bandwidth,
   the rest streams from DRAM. ``cache_mb = 0`` gives one level (``h = 0``). ``traffic_bytes`` in
   :class:`OpCosts` is the DRAM part, ``(1 - h) * traffic``: what contends for DRAM bandwidth.
-* ``fixed_ms = fixed_overhead_us / 1000``: device-side per-op time (kernel start/tail, fork/join).
+* ``fixed_ms = fixed_overhead_us / 1000``: device-side per-op time (kernel start/tail, fork/join); a
+  profile with ``op_fixed_overhead_us`` gives FLOP-bearing ops of the types it lists (looked up like
+  ``eff``, class suffixes included) their own value; a lane with more than one core in the mode adds
+  ``parallel_overhead_us`` (thread-pool fork/join; absent = 0).
 * ``host_ms = launch_overhead_us / 1000 * (f_host_max / f_host_mode) ** host_freq_exponent``: time the
   host (Python dispatch) thread spends issuing the op, on ``cost_rules.host_processor``'s clock. For a
   processor with ``async_dispatch`` (GPU stream, NPU queue) the host goes on after issuing; for the CPU
@@ -84,7 +90,7 @@ import numpy as np
 from .graph import OpGraph
 from .profile import ProcessorSpec, SocProfile
 
-__all__ = ["OpCosts", "CostModel"]
+__all__ = ["OpCosts", "CostModel", "conv_variant"]
 
 _CONV_RE = re.compile(r"conv")
 _SCALAR = (float, int)  # np.float64 is a float subclass: values read from OpCosts arrays take the fast path
@@ -237,6 +243,9 @@ class CostModel:
         compute = base["compute_ms_max"] / rel
         memory = base["cache_ms"] + base["traffic_bytes"] / (bw * 1e6)
         fixed = np.broadcast_to(base["fixed_ms"], (n, self.n_processors)).copy()
+        par_ovh = [p.parallel_overhead_us / 1e3 if st.cores > 1 else 0.0 for p, st in zip(self.processors, states)]
+        if any(par_ovh):   # fork/join of a multi-core lane (profile-gated: 0 when the profile lacks it)
+            fixed += np.array(par_ovh)[None, :]
         host = np.broadcast_to(base["host_ms_max"] * host_scale, (n, self.n_processors)).copy()
         arrays = [compute, memory, fixed, host, base["traffic_bytes"].copy()]
         for a in arrays:
@@ -265,6 +274,8 @@ class CostModel:
         k_red = np.divide(flops, 2.0 * out_numel, out=np.zeros(n), where=out_numel > 0)
         sizes = np.array(self.profile.cost_rules.depthwise_reduction_sizes, dtype=np.float64)
         depthwise = is_conv & (flops > 0) & np.isclose(k_red[:, None], sizes[None, :]).any(axis=1)
+        variants = [conv_variant(nd.op_type, float(fl), nd.bytes_in, nd.out_shape, nd.dtype, sizes) if c else ()
+                    for nd, fl, c in zip(nodes, flops, is_conv)]
         gemm_min = np.minimum(channels, k_red)
         patterns = np.array([nd.sparsity_pattern for nd in nodes])
         dtypes = [_norm_dtype(nd.dtype) for nd in nodes]
@@ -274,11 +285,11 @@ class CostModel:
         cache_ms = np.zeros((n, P))
         par_g = np.ones((n, P)) if any(p.parallel_half_mflop > 0 for p in self.processors) else None
         host = np.zeros(P)
-        fixed = np.zeros(P)
+        per_op_fixed = any(p.op_fixed_overhead_us for p in self.processors)
+        fixed = np.zeros((n, P)) if per_op_fixed else np.zeros(P)
         for j, spec in enumerate(self.processors):
             cache: dict[tuple[str, bool], float] = {}
-            eff = np.array([_efficiency(spec.op_efficiency, nd.op_type, bool(dw), cache)
-                            for nd, dw in zip(nodes, depthwise)])
+            eff = np.array([_efficiency(spec.op_efficiency, nd.op_type, v, cache) for nd, v in zip(nodes, variants)])
             # reduced-precision dtypes get the profile's factor; float32 and every other dtype (int64 / bool
             # index and mask ops, "none" for ops without a tensor output) run at the float32 rate
             dt = np.array([spec.dtype_speedup.get(d, 1.0) for d in dtypes])
@@ -308,7 +319,7 @@ class CostModel:
             if spec.aux_op_efficiency:
                 aux_cache: dict[tuple[str, bool], float] = {}
                 table = {**spec.aux_op_efficiency, "default": spec.aux_efficiency}
-                aux_eff = np.array([_efficiency(table, nd.op_type, False, aux_cache) for nd in nodes])
+                aux_eff = np.array([_efficiency(table, nd.op_type, (), aux_cache) for nd in nodes])
             else:
                 aux_eff = spec.aux_efficiency
             compute[:, j] = (np.divide(flops, main_rate, out=np.zeros(n), where=flops > 0)
@@ -319,7 +330,14 @@ class CostModel:
             cache_ms[:, j] = total * hit / (spec.cache_bw_gbps * 1e6)
             traffic[:, j] = total * (1.0 - hit)
             host[j] = spec.launch_overhead_us / 1e3
-            fixed[j] = spec.fixed_overhead_us / 1e3
+            if spec.op_fixed_overhead_us:   # per op class (FLOP-bearing ops), else the common value
+                ocache: dict = {}
+                fixed[:, j] = np.array([_efficiency(spec.op_fixed_overhead_us, nd.op_type, v, ocache,
+                                                    default=spec.fixed_overhead_us) if fl > 0
+                                        else spec.fixed_overhead_us
+                                        for nd, v, fl in zip(nodes, variants, flops)]) / 1e3
+            else:
+                fixed[j] = spec.fixed_overhead_us / 1e3
         base = {"compute_ms_max": compute, "traffic_bytes": traffic, "cache_ms": cache_ms, "host_ms_max": host,
                 "fixed_ms": fixed, "depthwise": depthwise, "par_g": par_g}
         if len(self._base_cache) > 256:
@@ -417,8 +435,42 @@ def _norm_dtype(d: str) -> str:
             "bf16": "bfloat16", "qint8": "int8", "quint8": "int8"}.get(d, d)
 
 
-def _efficiency(table: dict[str, float], op_type: str, depthwise: bool, cache: dict) -> float:
-    key = (op_type, depthwise)
+_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "float64": 8}
+
+
+def conv_variant(op_type: str, flops: float, bytes_in: float, out_shape: Sequence[int], dtype: str,
+                 depthwise_sizes: Sequence[float]) -> tuple[str, ...]:
+    """Kernel-shape class of a convolution, derived from the op's FLOPs, input bytes and output shape
+    (the graph stores neither kernel size nor groups), as efficiency-key suffixes, most specific first:
+
+    * depthwise (reduction length ``K = flops / (2 * output elements)`` is a single-channel k x k window,
+      ``cost_rules.depthwise_reduction_sizes``): ``(".depthwise.k<k>", ".depthwise")``;
+    * pointwise, every input element read once (1x1 kernels, and patch embeddings whose stride equals
+      the kernel): the input reuse ``r = K * output elements / (out channels * input elements)``
+      (``= k*k / (groups * stride^2)``) is at most 1.5: ``(".pointwise",)``;
+    * otherwise (overlapping k x k windows): ``()``.
+
+    Lookup tries ``<type><suffix>`` for each suffix, then ``<type>``: a profile without the suffixed keys
+    prices every convolution as before. Other op types: ``()``."""
+    if not _CONV_RE.search(op_type) or flops <= 0 or not out_shape:
+        return ()
+    numel = float(math.prod(out_shape))
+    if numel <= 0:
+        return ()
+    k = flops / (2.0 * numel)
+    for s in depthwise_sizes:
+        if abs(k - s) <= 1e-8 + 1e-5 * abs(s):   # np.isclose's tolerance, as for the depthwise flag
+            return (f".depthwise.k{int(round(math.sqrt(s)))}", ".depthwise")
+    cout = out_shape[1] if len(out_shape) >= 2 else 0
+    in_numel = bytes_in / _ITEMSIZE.get(_norm_dtype(dtype), 4)
+    if cout <= 0 or in_numel <= 0:
+        return ()
+    return (".pointwise",) if k * numel / (cout * in_numel) <= 1.5 else ()
+
+
+def _efficiency(table: dict[str, float], op_type: str, variants: tuple[str, ...], cache: dict,
+                default: float | None = None) -> float:
+    key = (op_type, variants)
     v = cache.get(key)
     if v is not None:
         return v
@@ -427,13 +479,13 @@ def _efficiency(table: dict[str, float], op_type: str, depthwise: bool, cache: d
     while t.count(".") >= 2:
         t = t.rsplit(".", 1)[0]
         names.append(t)
-    if depthwise:
-        names = [nm + ".depthwise" for nm in names] + names
+    if variants:
+        names = [nm + suffix for suffix in variants for nm in names] + names
     for nm in names:
         if nm in table:
             v = table[nm]
             break
     else:
-        v = table["default"]
+        v = table["default"] if default is None else default
     cache[key] = v
     return v

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -102,6 +102,11 @@ class ProcessorSpec:
     per pattern in :data:`SPARSE_PATTERNS`. ``static_power_w`` / ``dynamic_power_w``: leakage with all
     cores online, and the extra draw at full utilisation and the highest clock; dynamic power scales as
     ``freq_frac ** power_freq_exponent`` (voltage falls with the clock under DVFS).
+    ``op_fixed_overhead_us`` (optional, measured profiles): ``fixed_overhead_us`` per op class, looked up
+    like ``op_efficiency`` (a small convolution pays a kernel-library primitive lookup that a small GEMM
+    does not); types it does not list, and every type when it is absent, pay ``fixed_overhead_us``.
+    ``parallel_overhead_us`` (optional, measured profiles; 0 when absent): extra time every op pays when
+    its lane runs more than one core (intra-op thread-pool fork/join, which a one-thread lane skips).
     """
 
     name: str
@@ -127,6 +132,8 @@ class ProcessorSpec:
     dynamic_power_w: float
     power_freq_exponent: float
     sources: dict[str, str]
+    op_fixed_overhead_us: dict[str, float] = field(default_factory=dict)
+    parallel_overhead_us: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -290,6 +297,10 @@ def _plain_to_dict(obj: Any) -> dict[str, Any]:
 
 def _processor_to_dict(p: ProcessorSpec) -> dict[str, Any]:
     d = _plain_to_dict(p)
+    if not p.op_fixed_overhead_us:   # optional: absent unless a calibration fitted it
+        del d["op_fixed_overhead_us"]
+    if not p.parallel_overhead_us:
+        del d["parallel_overhead_us"]
     d["sparsity"] = {k: _plain_to_dict(c) for k, c in p.sparsity.items()}
     return d
 
@@ -428,6 +439,8 @@ def _read_processor(pd: Any, i: int, source: str, references: dict[str, str]) ->
         static_power_w=r.number("static_power_w", lo=0),
         dynamic_power_w=r.number("dynamic_power_w", lo=0),
         power_freq_exponent=r.number("power_freq_exponent", lo=0, hi=4),
+        op_fixed_overhead_us=(r.num_map("op_fixed_overhead_us", lo=0) if "op_fixed_overhead_us" in r.d else {}),
+        parallel_overhead_us=(r.number("parallel_overhead_us", lo=0) if "parallel_overhead_us" in r.d else 0.0),
         sources=r.sources(references, exempt=("sparsity",)),  # each curve carries its own source
     )
     r.done()

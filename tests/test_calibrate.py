@@ -265,17 +265,26 @@ def test_fidelity_json_has_the_documented_keys(truth, mlp_spec, tmp_path, capsys
     path = tmp_path / "fid.json"
     res.profile.save(path)
     plans = 2 if len(res.profile.processors) > 1 else 1
+    saved = tmp_path / "measured.json"
     assert sparoa(["fidelity", "--profile", path, "--models", mlp_spec, "--plans", plans, "--repeats", "3",
-                   "--warmup", "1", "--threads", "1", "--json"]) == 0
+                   "--warmup", "1", "--threads", "1", "--json", "--save", saved]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert {"cases", "within_5pct", "within_10pct"} <= set(out)
+    assert {"cases", "within_5pct", "within_10pct", "repeatability"} <= set(out)
     assert len(out["cases"]) == plans
     for c in out["cases"]:
-        assert {"model", "plan", "measured_ms", "predicted_ms", "error"} <= set(c)
-        assert c["measured_ms"] > 0 and c["predicted_ms"] > 0
+        assert {"model", "plan", "measured_ms", "measured_halves_ms", "predicted_ms", "error", "halves_diff"} <= set(c)
+        assert c["measured_ms"] > 0 and c["predicted_ms"] > 0 and c["runs"] >= 4
         assert c["error"] == pytest.approx(c["predicted_ms"] / c["measured_ms"] - 1)
     assert 0.0 <= out["within_5pct"] <= out["within_10pct"] <= 1.0
+    assert 0.0 <= out["repeatability"]["within_5pct"] <= out["repeatability"]["within_10pct"] <= 1.0
     assert not math.isnan(out["within_10pct"])
+    # re-scoring the saved measurements gives the same figures without running anything
+    assert sparoa(["fidelity", "--profile", path, "--measured", saved, "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [c["measured_ms"] for c in again["cases"]] == [c["measured_ms"] for c in out["cases"]]
+    assert [c["predicted_ms"] for c in again["cases"]] == pytest.approx([c["predicted_ms"] for c in out["cases"]])
+    assert sparoa(["fidelity", "--profile", path, "--models", mlp_spec, "--save", saved]) == 2   # no --force
+    assert "--force" in capsys.readouterr().err
 
 
 def test_profile_cli_cuda_without_a_gpu_is_a_clear_error(mlp_spec, tmp_path, capsys):
@@ -317,3 +326,246 @@ def test_make_plans_labels_and_lanes(truth):
     gpu = make_plans(g, ("cpu", "gpu"), ("cpu", "gpu"), 3)
     assert [p[0] for p in gpu] == ["all-cpu", "all-gpu", "mixed-2"]
     assert make_plans(g, ("cpu",), ("cpu",), 3) == [("all-cpu", [0] * n)]
+
+
+# ------------------------------------------------------------------------------------- conv classes
+def _conv(name, kind, cin, cout, hw, rng, k=3, stride=1, batch=1):
+    """A convolution node with the FLOPs / bytes / output shape a real one of that kernel shape has."""
+    ho = hw // stride
+    out = (batch, cout, ho, ho)
+    numel = math.prod(out)
+    if kind == "depthwise":
+        red, w = k * k, cout * k * k * 4
+    elif kind == "pointwise":
+        red, w = cin, cout * cin * 4
+    else:
+        red, w = cin * k * k, cout * cin * k * k * 4
+    flops = 2.0 * red * numel * float(rng.uniform(0.999999, 1.0) if kind != "depthwise" else 1.0)
+    bin_, bout = 4.0 * batch * cin * hw * hw, 4.0 * numel
+    return OpNode(name=name, op_type="aten.convolution", flops=flops, bytes_in=bin_, bytes_out=bout, weight_bytes=w,
+                  weight_sparsity=0.0, input_sparsity=0.0, sparsity=0.0,
+                  intensity=OpNode.arithmetic_intensity(flops, bin_, bout, w), out_shape=out)
+
+
+def test_conv_variant_derives_the_kernel_class_from_existing_fields():
+    from sparoa_env.costmodel import conv_variant
+
+    rng = np.random.default_rng(0)
+    sizes = (9, 25, 49)
+
+    def cls(node):
+        return conv_variant(node.op_type, node.flops, node.bytes_in, node.out_shape, node.dtype, sizes)
+
+    assert cls(_conv("a", "pointwise", 64, 128, 28, rng)) == (".pointwise",)
+    assert cls(_conv("b", "pointwise", 64, 128, 28, rng, stride=2)) == (".pointwise",)      # strided 1x1
+    assert cls(_conv("c", "spatial", 64, 64, 28, rng)) == ()                                  # 3x3
+    assert cls(_conv("d", "spatial", 64, 128, 28, rng, stride=2)) == ()                       # 3x3 stride 2
+    assert cls(_conv("e", "spatial", 3, 64, 224, rng, k=7, stride=2)) == ()                    # 7x7 stem
+    assert cls(_conv("f", "spatial", 3, 96, 224, rng, k=4, stride=4)) == (".pointwise",)       # patch embedding
+    assert cls(_conv("g", "depthwise", 96, 96, 56, rng)) == (".depthwise.k3", ".depthwise")
+    assert cls(_conv("h", "depthwise", 96, 96, 56, rng, k=5)) == (".depthwise.k5", ".depthwise")
+    assert conv_variant("aten.addmm", 1e6, 4e3, (1, 1000), "float32", sizes) == ()
+
+
+def test_conv_classes_are_profile_gated():
+    """A profile without the class keys prices every convolution as before (its base key); adding one
+    changes exactly the convolutions of that class."""
+    from sparoa_env.profile import profile_from_dict
+
+    rng = np.random.default_rng(1)
+    nodes = [_conv("pw", "pointwise", 64, 128, 28, rng), _conv("sp", "spatial", 64, 64, 28, rng),
+             _conv("dw3", "depthwise", 96, 96, 56, rng), _conv("dw5", "depthwise", 96, 96, 56, rng, k=5)]
+    g = OpGraph("convs", 1, nodes, [Edge(a.name, b.name, a.bytes_out) for a, b in zip(nodes, nodes[1:])], {})
+    for name in ("orin-agx", "intel-core-ultra"):
+        base = load_profile(name)
+        ref = CostModel(base).op_costs(g, base.default_power_mode)
+        d = base.to_dict()
+        proc = d["processors"][0]
+        eff = proc["op_efficiency"]
+        conv = eff.get("aten.convolution", eff["default"])
+        dw = eff.get("aten.convolution.depthwise", conv)
+        # the same values under the class keys: identical predictions
+        eff.update({"aten.convolution.pointwise": conv, "aten.convolution.depthwise.k3": dw,
+                    "aten.convolution.depthwise.k5": dw})
+        same = CostModel(profile_from_dict(d, source="<same>")).op_costs(g, base.default_power_mode)
+        np.testing.assert_array_equal(same.compute_ms, ref.compute_ms)
+        # a different pointwise efficiency moves only the pointwise convolution, on that processor only
+        eff["aten.convolution.pointwise"] = conv / 2
+        diff = CostModel(profile_from_dict(d, source="<pw>")).op_costs(g, base.default_power_mode)
+        assert diff.compute_ms[0, 0] > ref.compute_ms[0, 0]
+        np.testing.assert_array_equal(diff.compute_ms[1:, :], ref.compute_ms[1:, :])
+        np.testing.assert_array_equal(diff.compute_ms[:, 1:], ref.compute_ms[:, 1:])
+
+
+def test_identity_fit_recovers_conv_class_rates(truth):
+    """Synthetic traces from a profile with separate pointwise / 3x3 / depthwise-3x3 / depthwise-5x5
+    convolution efficiencies: the fit gets each back, and a 7x7 depthwise window (never traced) falls back
+    to the depthwise parent key, not to the dense convolution rate."""
+    from sparoa_env.profile import profile_from_dict
+
+    prof, graphs = truth
+    d = prof.to_dict()
+    eff = d["processors"][0]["op_efficiency"]
+    eff.update({"aten.convolution": 0.7, "aten.convolution.pointwise": 0.35, "aten.convolution.depthwise.k3": 0.05,
+                "aten.convolution.depthwise.k5": 0.12})
+    cls_truth = profile_from_dict(d, source="<conv classes truth>")
+    rng = np.random.default_rng(3)
+    conv_graphs = []
+    for k in range(2):
+        nodes = []
+        for i in range(12):
+            c = int(rng.choice([16, 32, 64, 96]))
+            hw = int(rng.choice([8, 14, 28]))
+            kind = ("pointwise", "spatial", "depthwise", "depthwise5")[i % 4]
+            nodes.append(_conv(f"c{k}_{i}", kind.rstrip("5"), c, c if kind.startswith("d") else 2 * c, hw, rng,
+                               k=5 if kind == "depthwise5" else 3))
+        conv_graphs.append(OpGraph(f"convs{k}", 1, nodes,
+                                   [Edge(a.name, b.name, a.bytes_out) for a, b in zip(nodes, nodes[1:])], {}))
+    all_graphs = list(graphs) + conv_graphs
+    res = calibrate(pd.DataFrame(synthetic_rows(cls_truth, all_graphs)), name="identity-conv", conv_classes=True)
+    cpu_true, cpu_fit = cls_truth.processors[0], res.profile.processors[0]
+    per_core_true = cpu_true.peak_gflops / cpu_true.cores
+    per_core_fit = cpu_fit.peak_gflops / cpu_fit.cores
+    for key in ("aten.convolution", "aten.convolution.pointwise", "aten.convolution.depthwise.k3",
+                "aten.convolution.depthwise.k5"):
+        assert per_core_fit * cpu_fit.op_efficiency[key] == pytest.approx(
+            per_core_true * cpu_true.op_efficiency[key], rel=2e-2), key
+    # the parent of the two depthwise classes is derived (their row-weighted geometric mean), for 7x7 windows
+    parent = cpu_fit.op_efficiency["aten.convolution.depthwise"]
+    lo, hi = sorted((cpu_fit.op_efficiency["aten.convolution.depthwise.k3"],
+                     cpu_fit.op_efficiency["aten.convolution.depthwise.k5"]))
+    assert lo < parent < hi
+    assert res.reports["cpu"]["e2e_max_abs_error"] < 1e-3
+    # the former key set (conv_classes=False) cannot fit them: one rate for every dense convolution
+    old = calibrate(pd.DataFrame(synthetic_rows(cls_truth, all_graphs)), name="identity-old", conv_classes=False)
+    assert "aten.convolution.pointwise" not in old.profile.processors[0].op_efficiency
+    assert old.reports["cpu"]["e2e_max_abs_error"] > 10 * res.reports["cpu"]["e2e_max_abs_error"]
+
+
+# ------------------------------------------------------------------------------- fidelity re-scoring
+def _measured(graph, lanes_plans, ms=2.0, halves=(1.9, 2.1), processors=("cpu0", "cpu1")):
+    return {"format": "sparoa-fidelity-measured", "version": 1, "machine_id": MACHINE,
+            "processors": list(processors), "kinds": ["cpu"] * len(processors), "stat": "median",
+            "cases": [{"model": graph.model, "batch": 1, "plan": label, "lanes": "synthetic",
+                       "lane_cores": {"cpu0": 1, "cpu1": 1}, "lane_of": lane_of, "graph": "g|b1", "measured_ms": ms,
+                       "measured_halves_ms": list(halves), "runs": 10, "spread": 0.1}
+                      for label, lane_of in lanes_plans],
+            "graphs": {"g|b1": graph.to_dict()}}
+
+
+def test_fidelity_rescores_saved_measurements_without_measuring(truth, tmp_path, capsys):
+    from sparoa_env.calibrate import load_measured, make_plans, score_fidelity, simulate_latency_ms
+
+    prof, graphs = truth
+    res = calibrate(pd.DataFrame(synthetic_rows(prof, graphs)), name="rescore", cpu_lanes=2)
+    g = graphs[0]
+    plans = make_plans(g, ("cpu0", "cpu1"), ("cpu", "cpu"), 3)
+    m = _measured(g, plans)
+    out = score_fidelity(res.profile, m)
+    for c, (label, lane_of) in zip(out["cases"], plans):
+        want = simulate_latency_ms(with_lane_cores(res.profile, {"cpu0": 1, "cpu1": 1}), g, lane_of, "fidelity")
+        assert c["predicted_ms"] == pytest.approx(want) and c["plan"] == label
+        assert c["error"] == pytest.approx(want / 2.0 - 1.0)
+        assert c["halves_diff"] == pytest.approx(1.9 / 2.1 - 1.0)
+    assert out["repeatability"]["within_5pct"] == 0.0 and out["repeatability"]["within_10pct"] == 1.0
+    # the saved file round-trips and the CLI re-scores it against any profile with the same lanes
+    path = tmp_path / "measured.json"
+    path.write_text(json.dumps(m))
+    assert score_fidelity(res.profile, load_measured(path))["cases"] == out["cases"]
+    ppath = tmp_path / "p.json"
+    res.profile.save(ppath)
+    assert sparoa(["fidelity", "--profile", ppath, "--measured", path, "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert [c["predicted_ms"] for c in cli["cases"]] == pytest.approx([c["predicted_ms"] for c in out["cases"]])
+    assert cli["repeatability"]["within_10pct"] == 1.0
+    assert sparoa(["fidelity", "--profile", ppath, "--measured", path]) == 0
+    assert "repeatability" in capsys.readouterr().out
+    # bad input: a clear error naming the file and the field
+    assert sparoa(["fidelity", "--profile", ppath, "--measured", path, "--models", "resnet18"]) == 2
+    assert "--measured" in capsys.readouterr().err
+    one_lane = calibrate(pd.DataFrame(synthetic_rows(prof, graphs)), name="one", cpu_lanes=1)
+    with pytest.raises(ValueError, match="processors"):
+        score_fidelity(one_lane.profile, load_measured(path))
+    bad = _measured(g, [("x", [5] * len(g.nodes))])
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"bad\.json: cases\[0\]\.lane_of"):
+        load_measured(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something else"}))
+    assert sparoa(["fidelity", "--profile", ppath, "--measured", tmp_path / "other.json"]) == 2
+    assert "other.json: field 'format'" in capsys.readouterr().err
+
+
+def test_handoff_latency_fit_recovers_the_simulators_own_latency(truth, tmp_path, capsys):
+    """Mixed-plan 'measurements' made by the simulator with a known hand-off latency: the fit finds it,
+    and ``sparoa calibrate --handoff`` writes it with its source."""
+    from sparoa_env.calibrate import fit_handoff_latency, make_plans, simulate_latency_ms
+    from sparoa_env.profile import profile_from_dict
+
+    prof, graphs = truth
+    res = calibrate(pd.DataFrame(synthetic_rows(prof, graphs)), name="handoff", cpu_lanes=2)
+    d = res.profile.to_dict()
+    d["transfer"]["latency_us"] = 140.0
+    true = profile_from_dict(d, source="<true handoff>")
+    g = graphs[1]
+    plans = make_plans(g, ("cpu0", "cpu1"), ("cpu", "cpu"), 4)
+    m = _measured(g, plans)
+    for c in m["cases"]:
+        c["measured_ms"] = simulate_latency_ms(with_lane_cores(true, c["lane_cores"]), g, c["lane_of"], "fidelity")
+    lat, rep = fit_handoff_latency(res.profile, m)
+    assert lat == pytest.approx(140.0, rel=0.02)
+    assert rep["cases"] == 3 and rep["rms_log_error"] < 1e-3 < rep["rms_log_error_micro"]
+    path = tmp_path / "handoff.json"
+    path.write_text(json.dumps(m))
+    t = write_trace(synthetic_rows(prof, graphs), tmp_path / "syn.parquet", {"command": "test"})
+    out = tmp_path / "h.json"
+    assert sparoa(["calibrate", t, "--out", out, "--cpu-lanes", "2", "--handoff", path]) == 0
+    assert "hand-off latency fitted to 3 mixed-plan runs" in capsys.readouterr().out
+    p = load_profile(out)
+    assert p.transfer.latency_us == pytest.approx(140.0, rel=0.02)
+    assert p.transfer.sources["latency_us"].startswith("[handoff]") and "handoff" in p.references
+    single = _measured(g, plans[:1])
+    with pytest.raises(ValueError, match="no case runs on more than one lane"):
+        fit_handoff_latency(res.profile, single)
+
+
+def test_identity_fit_recovers_per_type_overheads(truth):
+    """Synthetic traces from a profile whose convolutions pay 25 us per op and GEMMs 3 us (the rest the
+    common fixed overhead): the fit gets both back; a profile without the field is priced as before."""
+    from sparoa_env.profile import profile_from_dict
+
+    prof, graphs = truth
+    d = prof.to_dict()
+    cpu = d["processors"][0]
+    cpu["op_fixed_overhead_us"] = {"aten.convolution": 25.0, "aten.addmm": 3.0}
+    cpu["sources"]["op_fixed_overhead_us"] = "assumption: identity-test truth"
+    ovh_truth = profile_from_dict(d, source="<overhead truth>")
+    res = calibrate(pd.DataFrame(synthetic_rows(ovh_truth, graphs)), name="identity-ovh")
+    fit = res.profile.processors[0]
+    launch = fit.launch_overhead_us
+    # per-type overhead and the small-op saturation term (half_efficiency_mflop / rate, also a constant per
+    # op type once small ops get little parallel speedup) trade off by ~1 us; the latencies agree
+    for key, us in (("aten.convolution", 25.0), ("aten.addmm", 3.0)):
+        assert launch + fit.op_fixed_overhead_us[key] == pytest.approx(
+            cpu["launch_overhead_us"] + us, abs=1.5), key
+    for n in (1, 2, 4):
+        want = CostModel(with_lane_cores(ovh_truth, {"cpu": n}))
+        got = CostModel(with_lane_cores(res.profile, {"cpu0": n}))
+        for g in graphs:
+            a, b = want.op_costs(g, "fidelity"), got.op_costs(g, "fidelity")
+            rel = (b.nominal_ms[:, 0] + b.host_ms[:, 0]) / (a.nominal_ms[:, 0] + a.host_ms[:, 0]) - 1.0
+            assert np.median(np.abs(rel)) < 0.01 and np.max(np.abs(rel)) < 0.3   # one bmm converges to ~23%
+            assert (b.nominal_ms[:, 0] + b.host_ms[:, 0]).sum() == pytest.approx(
+                (a.nominal_ms[:, 0] + a.host_ms[:, 0]).sum(), rel=5e-3)
+    assert launch + fit.fixed_overhead_us == pytest.approx(cpu["launch_overhead_us"] + cpu["fixed_overhead_us"],
+                                                           rel=2e-2)
+    assert res.reports["cpu"]["e2e_max_abs_error"] < 5e-3
+    # profile-gated: the field round-trips, and without it every op pays fixed_overhead_us as before
+    assert profile_from_dict(res.profile.to_dict()).processors[0].op_fixed_overhead_us == fit.op_fixed_overhead_us
+    assert "op_fixed_overhead_us" not in prof.to_dict()["processors"][0]
+    base = CostModel(prof).op_costs(graphs[0], prof.default_power_mode)
+    assert np.all(base.fixed_ms[:, 0] == prof.processors[0].fixed_overhead_us / 1e3)
+    with_ovh = CostModel(ovh_truth).op_costs(graphs[0], ovh_truth.default_power_mode)
+    conv = np.array([n.op_type == "aten.convolution" for n in graphs[0].nodes])
+    assert np.allclose(with_ovh.fixed_ms[conv, 0], 25e-3)
+    assert np.allclose(with_ovh.fixed_ms[~conv & (graphs[0].features["flops"] == 0), 0],
+                       prof.processors[0].fixed_overhead_us / 1e3)

@@ -3,6 +3,8 @@
     sparoa calibrate traces/<machine>/*.parquet --out sparoa_env/data/profiles/host.json --name host
     sparoa calibrate a.parquet b.parquet --out mine.json --base orin-agx      # power/thermal from a base
     sparoa calibrate t1.parquet t2.parquet --out x.json --allow-mixed         # traces of several machines
+    sparoa calibrate traces/<machine>/*.parquet --out host.json --handoff traces/<machine>/handoff.json
+                                     # lane hand-off latency fitted to executor runs of calibration models
 
 The profile's provenance lists the trace ids. Traces from different machines are refused unless
 --allow-mixed; malformed traces get an error naming the file, column, row and value. An existing --out is
@@ -34,13 +36,20 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="fit only passes run with these thread counts, comma-separated (default: all)")
     parser.add_argument("--allow-mixed", action="store_true", help="accept traces from several machines")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    parser.add_argument("--conv-classes", action="store_true",
+                        help="separate convolution efficiencies per kernel-shape class (pointwise, depthwise 3x3/5x5/7x7)")
+    parser.add_argument("--no-op-overheads", action="store_true",
+                        help="one per-op overhead for every op instead of one per FLOP-bearing op type")
+    parser.add_argument("--handoff", default=None,
+                        help="fit the lane hand-off latency to these executor measurements of calibration models "
+                             "(a 'sparoa fidelity --save' file with mixed plans) instead of the micro-benchmark")
     parser.add_argument("--json", action="store_true", help="print the fit report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..calibrate import calibrate
+    from ..calibrate import calibrate, load_measured
     from ..profile import load_profile
     from ..traces import read_traces
 
@@ -54,18 +63,25 @@ def run(args: argparse.Namespace) -> int:
     res = calibrate(df, name=args.name or out.stem, base=base, cpu_lanes=args.cpu_lanes,
                     min_type_rows=args.min_type_rows, trace_files=args.traces, stat=args.stat,
                     max_spread=args.max_spread,
-                    threads=[int(x) for x in args.threads.split(",")] if args.threads else None)
+                    threads=[int(x) for x in args.threads.split(",")] if args.threads else None,
+                    handoff=load_measured(args.handoff) if args.handoff else None,
+                    conv_classes=args.conv_classes, op_overheads=not args.no_op_overheads)
     out.parent.mkdir(parents=True, exist_ok=True)
     res.profile.save(out)
     if args.json:
         print(json.dumps({"profile": str(out), "traces": res.trace_ids, "noise": res.noise, "stat": res.stat,
-                          "excluded": res.excluded,
+                          "excluded": res.excluded, "handoff": res.handoff,
                           "fit": {k: v for k, v in res.reports.items()}}, indent=1))
         return 0
     print(f"wrote {out}: profile {res.profile.name!r}, {len(res.trace_ids)} trace(s), provenance measured:...")
     if res.excluded:
         print(f"left out as too noisy (--max-spread {args.max_spread}): {', '.join(res.excluded)}")
     print(f"fitted statistic: {res.stat} of the repeats")
+    if res.handoff:
+        h = res.handoff
+        print(f"lane hand-off latency fitted to {h['cases']} mixed-plan runs ({', '.join(h['models'])}): "
+              f"{h['latency_us']:.1f} us (rms log error {h['rms_log_error']:.3f}; with the micro-benchmark's "
+              f"value {h['rms_log_error_micro']:.3f})")
     if res.noise:
         n = res.noise
         print(f"noise in the traces: median e2e cv {n['e2e_cv_median']:.3f} (max {n['e2e_cv_max']:.3f}), "

@@ -2,15 +2,25 @@
 
     sparoa fidelity --profile host --models resnet50,tests/models_unseen.py:residual_cnn --plans 3
     sparoa fidelity --profile host --models bert_base --batch 1,8 --json
+    sparoa fidelity --profile host --models resnet50 --save runs/fid.json      # keep the measurements
+    sparoa fidelity --profile my-refit.json --measured runs/fid.json             # re-score, no re-measuring
 
 Plan 1 puts every op on lane 0 (run as one compiled segment with --threads threads, default all cores);
 with more processors, plans 2..K are mixed: the op sequence cut into 2, 4, ... alternating blocks over
-the lanes of the device map (default on a CPU-only machine: one core group per lane). Each case prints
-the measured median, the simulator's prediction for the same model, plan, batch and core layout, and the
-relative error; then the share of cases within +-5% and +-10%.
+the lanes of the device map (default on a CPU-only machine: one core group per lane). The plans of a model
+run interleaved (--rounds rounds, each running a share of every plan's timed runs); even and odd rounds
+give two independent measurements per case, and the share of cases whose two agree within +-5% / +-10%
+is printed as the machine's repeatability (the ceiling for any predictor). Each case prints the measured
+median, the simulator's prediction for the same model, plan, batch and core layout, and the relative
+error; then the share of cases within +-5% and +-10%.
 
---json prints {"cases": [{model, plan, measured_ms, predicted_ms, error, batch, lanes}], "within_5pct",
-"within_10pct", "median_abs_error", "profile"}.
+--save FILE writes the measurements (cases, lane assignments, core layouts, the models' OpGraphs);
+--measured FILE re-scores such a file against --profile without running anything (no torch needed).
+
+--json prints {"cases": [{model, plan, measured_ms, measured_halves_ms, predicted_ms, error, halves_diff,
+batch, lanes, lane_cores, runs, spread}], "within_5pct", "within_10pct", "median_abs_error",
+"repeatability": {"within_5pct", "within_10pct", "median_abs_diff"}, "profile", "stat", "measured_meta",
+"clock_note"}.
 """
 
 from __future__ import annotations
@@ -24,7 +34,11 @@ from .profile import _int_list
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", required=True, help="profile name or JSON path")
-    parser.add_argument("--models", required=True, help="comma-separated zoo names or path/file.py:function specs")
+    parser.add_argument("--models", default=None, help="comma-separated zoo names or path/file.py:function specs")
+    parser.add_argument("--measured", default=None,
+                        help="re-score the measurements in this file (written by --save) instead of running models")
+    parser.add_argument("--save", default=None, help="write the measurements to this JSON file (for --measured)")
+    parser.add_argument("--force", action="store_true", help="overwrite --save if it exists")
     parser.add_argument("--plans", type=int, default=3, help="plans per model (default 3)")
     parser.add_argument("--batch", type=_int_list, default=[1], help="batch sizes, comma-separated (default 1)")
     parser.add_argument("--threads", type=int, default=None,
@@ -33,6 +47,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="processor -> device, e.g. 'cpu0=cpu:0;cpu1=cpu:1' (default: one core group per lane)")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per case (default 10)")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="interleaved rounds per model (>= 2; even/odd rounds = two measurements; default 8)")
     parser.add_argument("--budget-s", type=float, default=20.0, help="time budget per case (default 20 s)")
     parser.add_argument("--stat", choices=("median", "p10"), default="median",
                         help="summary of the timed runs (default median; match the profile's calibration)")
@@ -40,27 +56,48 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..calibrate import run_fidelity
+    from pathlib import Path
+
+    from ..calibrate import load_measured, measure_fidelity, score_fidelity
     from ..profile import load_profile
 
     if args.plans < 1:
         raise ValueError("--plans must be >= 1")
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not models:
-        raise ValueError("--models: give at least one model")
+    if args.measured and args.models:
+        raise ValueError("--measured re-scores saved cases; --models would measure new ones: give one of them")
+    if args.save and args.measured:
+        raise ValueError("--save writes new measurements; with --measured nothing is measured")
+    if args.save and Path(args.save).exists() and not args.force:
+        raise ValueError(f"{args.save} exists; pass --force to overwrite it (measurements are never replaced silently)")
     profile = load_profile(args.profile)
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else (lambda s: print(s, flush=True))
-    res = run_fidelity(profile, models, plans=args.plans, batches=args.batch, threads=args.threads,
-                       repeats=args.repeats, warmup=args.warmup, device_map=args.device_map,
-                       budget_s=args.budget_s, stat=args.stat, log=log)
+    if args.measured:
+        measured = load_measured(args.measured)
+    else:
+        models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+        if not models:
+            raise ValueError("--models: give at least one model (or --measured FILE)")
+        measured = measure_fidelity(profile, models, plans=args.plans, batches=args.batch, threads=args.threads,
+                                    repeats=args.repeats, warmup=args.warmup, device_map=args.device_map,
+                                    budget_s=args.budget_s, stat=args.stat, rounds=args.rounds, log=log)
+        if args.save:
+            Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.save).write_text(json.dumps(measured, indent=1) + "\n")
+            log(f"wrote {args.save} ({len(measured['cases'])} measured case(s))")
+    res = score_fidelity(profile, measured)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
-    print(f"\nprofile {profile.name} ({profile.provenance.split(':')[0]}), {len(res['cases'])} case(s)")
-    print(f"{'model':<42} {'b':>2} {'plan':<12} {'measured ms':>12} {'predicted ms':>13} {'error':>8}")
+    print(f"\nprofile {profile.name} ({profile.provenance.split(':')[0]}), {len(res['cases'])} case(s)"
+          + (f", measurements from {args.measured}" if args.measured else ""))
+    print(f"{'model':<42} {'b':>2} {'plan':<12} {'measured ms':>12} {'predicted ms':>13} {'error':>8} {'halves':>8}")
     for c in res["cases"]:
-        print(f"{c['model']:<42} {c['batch']:>2} {c['plan']:<12} {c['measured_ms']:12.3f} {c['predicted_ms']:13.3f} "
-              f"{c['error']:+8.1%}")
+        print(f"{c['model'][-42:]:<42} {c['batch']:>2} {c['plan']:<12} {c['measured_ms']:12.3f} "
+              f"{c['predicted_ms']:13.3f} {c['error']:+8.1%} {c['halves_diff']:+8.1%}")
+    rep = res["repeatability"]
     print(f"within +-5%: {res['within_5pct']:.0%}   within +-10%: {res['within_10pct']:.0%}   "
           f"median |error|: {res['median_abs_error']:.1%}")
+    print(f"repeatability (two interleaved measurements per case agree): within +-5%: {rep['within_5pct']:.0%}   "
+          f"within +-10%: {rep['within_10pct']:.0%}   median |difference|: {rep['median_abs_diff']:.1%}")
+    print(res["clock_note"])
     return 0
