@@ -35,10 +35,14 @@ class Args:
     shaping: bool = True              # potential-based shaping (ScaledReward); the optimum is unchanged
     pretrain: str = "oracle"          # "oracle": behaviour-clone the actor from oracle-plan demonstrations
                                       # first (agents.train.demonstrations); "none": SAC from scratch
-    demo_episodes: int = 24
+    demo_episodes: int = 96
     demo_variants: bool = True        # demonstrations also in the profile's other power modes and without
                                       # background load (the scenario suite's states), not only the training env's
-    bc_steps: int = 12_000
+    demo_expert: str = "state"        # "state": the per-state DP expert (agents.oracle.state_expert, reads the
+                                      # observed load); "plan": the static chain-DP plan of the initial mode
+    dagger_rounds: int = 2            # DAgger rounds after cloning: the clone's own episodes labelled by the expert
+    dagger_bc_steps: int | None = None  # cloning steps after each DAgger round (None: bc_steps // 4)
+    bc_steps: int = 20_000
     bc_lr: float = 3e-3               # behaviour cloning's Adam learning rate (constant)
     # --- SAC fine-tuning of the cloned actor (agents/finetune.py; docs/agents.md has the ablation)
     critic_warmup: int = 3_000        # gradient steps that train only the critics, on the cloned actor's data
@@ -66,6 +70,10 @@ class Args:
             raise ValueError("bc_weight, bc_final and critic_warmup must be >= 0 and n_step >= 1")
         if self.pretrain not in ("oracle", "none"):
             raise ValueError(f"pretrain must be 'oracle' or 'none', got {self.pretrain!r}")
+        if self.dagger_rounds < 0 or (self.dagger_bc_steps is not None and self.dagger_bc_steps < 0):
+            raise ValueError("dagger_rounds and dagger_bc_steps must be >= 0")
+        if self.demo_expert not in ("state", "plan"):
+            raise ValueError(f"demo_expert must be 'state' or 'plan', got {self.demo_expert!r}")
         if self.vector not in VECTOR_KINDS:
             raise ValueError(f"vector must be one of {', '.join(VECTOR_KINDS)}, got {self.vector!r}")
         if self.workers < 1:
@@ -146,6 +154,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bc-steps", type=int, default=d.bc_steps, help=f"behaviour-cloning steps (default {d.bc_steps})")
     parser.add_argument("--bc-lr", type=float, default=d.bc_lr, help=f"behaviour-cloning learning rate (default {d.bc_lr})")
     parser.add_argument("--demo-episodes", type=int, default=d.demo_episodes)
+    parser.add_argument("--demo-expert", choices=("state", "plan"), default=d.demo_expert,
+                        help="who the actor is cloned from: 'state' (DP plan for the observed mode and load, "
+                             "default) or 'plan' (the static DP plan of the initial mode)")
+    parser.add_argument("--dagger-rounds", type=int, default=d.dagger_rounds,
+                        help=f"DAgger rounds after cloning (default {d.dagger_rounds}; 0: plain cloning)")
+    parser.add_argument("--dagger-bc-steps", type=int, default=None, help="cloning steps after each DAgger round (default: --bc-steps / 4)")
     parser.add_argument("--no-demo-variants", action="store_true",
                         help="demonstrations only in the training env (not also its other power modes / no load)")
     parser.add_argument("--torch-threads", type=int, default=d.torch_threads)
@@ -164,6 +178,8 @@ def args_from_namespace(ns: argparse.Namespace) -> Args:
                 init_alpha=ns.init_alpha, critic_warmup=ns.critic_warmup, bc_weight=ns.bc_weight,
                 bc_final=ns.bc_final, bc_decay=ns.bc_decay, n_step=ns.n_step, actor_lr=ns.actor_lr,
                 critic_lr=ns.critic_lr, target_entropy=ns.target_entropy, auto_alpha=ns.auto_alpha,
-                bc_steps=ns.bc_steps, bc_lr=ns.bc_lr, demo_episodes=ns.demo_episodes, demo_variants=not ns.no_demo_variants)
+                bc_steps=ns.bc_steps, bc_lr=ns.bc_lr, demo_episodes=ns.demo_episodes,
+                demo_expert=getattr(ns, "demo_expert", "state"), dagger_rounds=getattr(ns, "dagger_rounds", 2),
+                dagger_bc_steps=getattr(ns, "dagger_bc_steps", None), demo_variants=not ns.no_demo_variants)
 
 

@@ -34,6 +34,13 @@ minimum over the profile's modes, since a switch may speed things up.
 every static plan in the environment on one seed and returns the best. Under a static state this is the
 exact optimum over static plans for any graph shape; under dynamic load it is only the best static plan
 for that seed's load trace.
+
+**Background load and energy** (used by the trainer's expert and the ceilings of :mod:`agents.scenarios`):
+:func:`state_costs` gives the op costs under a *static* background state, with which :func:`chain_dp` is
+exact for a chain under that load; :func:`chain_weighted` minimises ``time_weight * latency + dynamic
+energy`` for a chain (latency plus ``energy_weight`` times energy, or energy alone);
+:func:`state_expert` is the placement rule that follows, at each decision, the plan for the state it
+observes (not clairvoyant).
 """
 
 from __future__ import annotations
@@ -41,14 +48,15 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from sparoa_env.graph import OpGraph
 
 __all__ = ["Bound", "ChainSolution", "lower_bound", "is_chain", "chain_dp", "exact_applicable",
-           "enumerate_plans", "MAX_ENUMERATE_OPS", "episode_bound"]
+           "enumerate_plans", "MAX_ENUMERATE_OPS", "episode_bound", "StateCosts", "state_costs", "chain_weighted",
+           "FrontPlan", "StatePlanPolicy", "state_expert"]
 
 MAX_ENUMERATE_OPS = 12
 
@@ -153,15 +161,17 @@ def exact_applicable(env: Any) -> bool:
         bg = background_spec(env.background)
     except ValueError:
         return False
-    return not (bg.dynamic or bg.static_cpu_share or bg.static_gpu_share or bg.static_bw_frac)
+    return not (bg.dynamic or bg.static_cpu_share or bg.static_gpu_share or bg.static_bw_frac or bg.lane_share)
 
 
-def chain_dp(graph: OpGraph, cost_model: Any, mode: str) -> ChainSolution:
-    """Exact minimum latency of one request of a chain in ``mode`` under a static state (module docstring)."""
+def chain_dp(graph: OpGraph, cost_model: Any, mode: str, costs: "StateCosts | None" = None) -> ChainSolution:
+    """Exact minimum latency of one request of a chain in ``mode`` under a static state (module docstring);
+    ``costs`` (:func:`state_costs`) for a state with background load, else the mode's nominal costs."""
     if not is_chain(graph):
         raise ValueError(f"chain_dp needs a chain (op i's only input is op i-1); {graph.model!r} is not one")
-    costs = cost_model.op_costs(graph, mode)
-    nom, host = costs.nominal_ms.tolist(), costs.host_ms.tolist()
+    if costs is None:
+        costs = cost_model.op_costs(graph, mode)
+    nom, host = np.asarray(costs.nominal_ms).tolist(), np.asarray(costs.host_ms).tolist()
     procs = cost_model.profile.processors
     P = len(procs)
     is_async = [bool(p.async_dispatch) for p in procs]
@@ -209,6 +219,248 @@ def chain_dp(graph: OpGraph, cost_model: Any, mode: str) -> ChainSolution:
         lanes[i] = p
         p, k = fronts[i][p][k][2]
     return ChainSolution(float(lat), lanes)
+
+
+# ------------------------------------------------------------------------------------ energy and state
+@dataclass(frozen=True)
+class StateCosts:
+    """Per-op costs of one power mode under one *static* background state (what the simulator's ops take
+    when the state holds): ``nominal_ms`` and ``host_ms`` ``(n_ops, n_lanes)``, each lane's dynamic power
+    while it runs our op (``dyn_w``) and the SoC's idle power (``idle_w``)."""
+
+    nominal_ms: np.ndarray
+    host_ms: np.ndarray
+    dyn_w: tuple[float, ...]
+    idle_w: float
+    mode: str
+    state: tuple[float, float, float]
+
+
+def state_costs(cost_model: Any, graph: OpGraph, mode: str, cpu_share: float = 0.0, gpu_share: float = 0.0,
+                bw_frac: float = 0.0) -> StateCosts:
+    """Op costs in ``mode`` while other applications hold ``cpu_share`` of the CPU cores, ``gpu_share`` of
+    the accelerators' time and ``bw_frac`` of the DRAM bandwidth (the simulator's rules,
+    :mod:`sparoa_env.sim.soc`: an accelerator time-slices, a CPU loses cores (Amdahl), the DRAM share left
+    caps each op's memory time, the host thread slows by ``1 / (1 - cpu_share / 2)``). Nominal clocks, no
+    throttling; with all shares 0 this is ``cost_model.op_costs``. The op's own bandwidth contention with
+    a concurrently running op of ours is not modelled (none in a chain)."""
+    from sparoa_env.sim.soc import MIN_BW_SHARE
+
+    c = cost_model.op_costs(graph, mode)
+    prof = cost_model.profile
+    m = prof.mode(mode)
+    total_bw = cost_model.dram_bw_gbps(mode)
+    nominal = np.empty_like(np.asarray(c.nominal_ms))
+    dyn = []
+    for p, proc in enumerate(prof.processors):
+        if proc.kind != "cpu":
+            speed = 1.0 - gpu_share
+        else:
+            cores = float(m.cores.get(proc.name, proc.cores)) * (1.0 - cpu_share)
+            speed = cost_model.speed_factor(p, mode, cores=cores)
+        share = total_bw * (1.0 - bw_frac) / cost_model.achievable_bw_gbps(p, mode)
+        share = min(max(share, MIN_BW_SHARE), 1.0)
+        nominal[:, p] = cost_model.combine(c.compute_ms[:, p], c.memory_ms[:, p], c.fixed_ms[:, p], speed=speed,
+                                           bw_share=share)
+        f = cost_model.nominal_freq_frac(p, mode)
+        dyn.append(cost_model.power_w(p, mode, 1.0, f) - cost_model.power_w(p, mode, 0.0, f))
+    host = np.asarray(c.host_ms) / (1.0 - 0.5 * cpu_share)
+    return StateCosts(nominal, host, tuple(dyn), float(cost_model.idle_power_w(mode)), mode,
+                      (float(cpu_share), float(gpu_share), float(bw_frac)))
+
+
+@dataclass(frozen=True)
+class FrontPlan:
+    """One plan of :func:`chain_weighted`: its latency (ms), energy (mJ) and lanes."""
+
+    latency_ms: float
+    energy_mj: float
+    lanes: np.ndarray
+
+
+def chain_weighted(graph: OpGraph, cost_model: Any, costs: StateCosts, time_weight: float,
+                   grid: tuple[float, float] | None = (2e-3, 2e-2), relax: bool = False) -> FrontPlan:
+    """The plan of one request of a chain under ``costs`` (a static state) minimising
+    ``time_weight * latency + dynamic energy`` exactly; since the energy is ``idle_w * latency + dynamic``,
+    ``time_weight = idle_w + 1 / energy_weight`` minimises ``latency + energy_weight * energy`` and
+    ``time_weight = idle_w`` the energy alone (``math.inf``: the latency alone, :func:`chain_dp`).
+
+    Energy as the simulator counts it: ``idle_w`` over the request's whole time plus each op's lane's dynamic
+    power over its run (device time, plus the dispatch on a synchronous lane). The DP of :func:`chain_dp`
+    with the dynamic energy so far as a third coordinate of the per-lane state (finish time ``e``, host
+    free time ``h``, energy ``d``). The rest of the request is a max-plus system, so delaying ``e`` and
+    ``h`` by at most ``t`` delays the end by at most ``t``: state A makes state B useless when
+    ``d_A + time_weight * max(0, e_A - e_B, h_A - h_B) <= d_B``, a pruning that keeps the fronts small
+    and the result exact. Even so the fronts grow to hundreds of states on a 230-op chain, so by default
+    states are merged on a grid of ``grid = (host-free ms, energy mJ)`` cells first (:func:`_prune`): the
+    plan is then a real plan, near-optimal; ``grid=None`` is exact (slow on long chains) and
+    ``relax=True`` returns an optimistic value (a lower bound on the objective; ``lanes`` all -1).
+    """
+    if not is_chain(graph):
+        raise ValueError(f"chain_weighted needs a chain (op i's only input is op i-1); {graph.model!r} is not one")
+    if not time_weight > 0:
+        raise ValueError(f"time_weight must be > 0, got {time_weight!r}")
+    nom, host = np.asarray(costs.nominal_ms), np.asarray(costs.host_ms)
+    procs = cost_model.profile.processors
+    P = len(procs)
+    is_async = [bool(p.async_dispatch) for p in procs]
+    feats = graph.features
+    eb = graph.edge_bytes
+    n = len(graph)
+    dyn = [float(x) for x in costs.dyn_w]
+    a = float(time_weight)
+
+    def xfer(nbytes: float, src: int, dst: int) -> float:
+        return cost_model.transfer_ms(nbytes, src, dst) if src != dst and nbytes > 0 else 0.0
+
+    fronts: list[list[np.ndarray]] = []  # per op, per lane: rows (end, hfree, energy, back lane, back row)
+    cur = []
+    for p in range(P):
+        q = host[0, p] if is_async[p] else 0.0
+        dur = nom[0, p] + (0.0 if is_async[p] else host[0, p])
+        cur.append(np.array([[q + xfer(float(feats["bytes_in"][0]), 0, p) + dur, q, dyn[p] * dur, -1, -1]]))
+    fronts.append(cur)
+    for i in range(1, n):
+        nb = eb[(i - 1, i)]
+        nxt = []
+        for p in range(P):
+            dur = nom[i, p] + (0.0 if is_async[p] else host[i, p])
+            parts = []
+            for s in range(P):
+                st = cur[s]
+                q = st[:, 1] + host[i, p] if is_async[p] else st[:, 1]
+                end = np.maximum(q, st[:, 0]) + xfer(nb, s, p) + dur
+                parts.append(np.column_stack([end, q, st[:, 2] + dyn[p] * dur, np.full(len(st), s),
+                                              np.arange(len(st))]))
+            nxt.append(_prune(np.concatenate(parts), a, grid, relax))
+        fronts.append(nxt)
+        cur = nxt
+    best = (math.inf, 0.0, 0.0, -1, -1)
+    bytes_out = float(feats["bytes_out"][n - 1])
+    for p in range(P):
+        lat = cur[p][:, 0] + xfer(bytes_out, p, 0)
+        j = a * lat + cur[p][:, 2]
+        k = int(np.argmin(j))
+        if j[k] < best[0]:
+            best = (float(j[k]), float(lat[k]), float(cur[p][k, 2]), p, k)
+    _, lat, dyn_e, p, k = best
+    lanes = np.full(n, -1, dtype=np.int64)
+    if not relax:
+        for i in range(n - 1, -1, -1):
+            lanes[i] = p
+            row = fronts[i][p][k]
+            p, k = int(row[3]), int(row[4])
+    return FrontPlan(lat, costs.idle_w * lat + dyn_e, lanes)
+
+
+def _prune(st: np.ndarray, a: float, grid: tuple[float, float] | None = None, relax: bool = False) -> np.ndarray:
+    """Drop the rows (end, hfree, energy, ...) that another row makes useless (:func:`chain_weighted`).
+
+    ``grid = (dh_ms, dd_mj)``: first merge the rows whose host-free time and energy fall in the same grid
+    cell; ``relax=False`` keeps the cell's row of earliest end (a real plan, slightly suboptimal),
+    ``relax=True`` replaces the cell by its coordinate-wise minimum (an optimistic state: the DP then
+    gives a lower bound on the objective, with no plan)."""
+    if grid is not None and len(st) > 1:
+        key = np.stack([np.floor(st[:, 1] / grid[0]), np.floor(st[:, 2] / grid[1])], axis=1)
+        _, inv = np.unique(key, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        if relax:
+            k = inv.max() + 1
+            out = np.full((k, st.shape[1]), np.inf)
+            for c in range(3):
+                np.minimum.at(out[:, c], inv, st[:, c])
+            out[:, 3:] = -1
+            st = out
+        else:
+            order = np.lexsort((st[:, 0], inv))
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = inv[order][1:] != inv[order][:-1]
+            st = st[order[first]]
+    if len(st) <= 1:
+        return st
+    st = st[np.lexsort((st[:, 1], st[:, 0], st[:, 2]))]  # by energy, then end, then hfree
+    e, h, d = st[:, 0], st[:, 1], st[:, 2]
+    # cost[A, B] = d_A + a * max(0, e_A - e_B, h_A - h_B); B is useless if some A != B has cost <= d_B
+    cost = d[:, None] + a * np.maximum(0.0, np.maximum(e[:, None] - e[None, :], h[:, None] - h[None, :]))
+    np.fill_diagonal(cost, np.inf)
+    # ties (identical rows) would remove each other: only an earlier row in the sort order may remove a later one
+    tie = np.abs(cost - d[None, :]) <= 1e-12
+    useless = (cost < d[None, :] - 1e-12) | (tie & np.tri(len(st), k=-1, dtype=bool).T)
+    return st[~useless.any(axis=0)]
+
+
+class StatePlanPolicy:
+    """A placement rule that reads the live background load from the observation and follows the plan
+    computed for that state: ``plan_fn(mode, (cpu_share, gpu_share)) -> lanes`` (e.g. a :func:`chain_dp`
+    or :func:`chain_weighted` plan of the linearised graph under :func:`state_costs`), shares rounded to ``grid``. Not clairvoyant:
+    it sees only what the observation shows (the current state, assumed to persist)."""
+
+    def __init__(self, name: str, plan_fn: Any, grid: float = 0.1) -> None:
+        self.name = name
+        self._plan_fn = plan_fn
+        self.grid = float(grid)
+        self._cache: dict[tuple[str, float, float], np.ndarray] = {}
+        self._k = 0
+
+    def reset(self, env: Any, info: dict[str, Any], seed: int) -> None:
+        from sparoa_env.backend import HW_STATE_FIELDS
+        from sparoa_env.envs.features import N_STATIC
+
+        self._env = env
+        nf = len(HW_STATE_FIELDS)
+        base = N_STATIC + env.n_lanes
+        kinds = [p.kind for p in env.profile.processors]
+        cpu = kinds.index("cpu") if "cpu" in kinds else 0
+        gpu = next((k for k, kd in enumerate(kinds) if kd != "cpu"), env.n_lanes - 1)
+        j = HW_STATE_FIELDS.index("background_frac")
+        self._idx = (base + cpu * nf + j, base + gpu * nf + j)
+        self._mode_idx = -2
+        self._modes = list(env.mode_names)
+        self._n = len(env.graph)
+        self._k = 0
+
+    def lanes_for(self, mode: str, cpu_share: float, gpu_share: float) -> np.ndarray:
+        g = self.grid
+        key = (mode, round(round(cpu_share / g) * g, 6), round(round(gpu_share / g) * g, 6))
+        lanes = self._cache.get(key)
+        if lanes is None:
+            lanes = self._cache[key] = np.asarray(self._plan_fn(mode, key[1:]), dtype=np.int64)
+        return lanes
+
+    def mode_of(self, obs: np.ndarray) -> str:
+        m = len(self._modes)
+        return self._modes[int(round(float(obs[self._mode_idx]) * max(m - 1, 1)))] if m > 1 else self._modes[0]
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        lanes = self.lanes_for(self.mode_of(obs), float(obs[self._idx[0]]), float(obs[self._idx[1]]))
+        a = self._env.score_of(int(lanes[self._k % self._n]))
+        self._k += 1
+        return a
+
+
+def state_expert(env: Any, energy_weight: float | None = None, grid: float | None = None,
+                 name: str = "state_dp") -> StatePlanPolicy:
+    """The state-aware DP expert for ``env``'s graph: at each decision it reads the power mode and the CPU's
+    and the accelerator's background share from the observation and follows the plan of the *linearised*
+    graph that is best if that state held for the whole request (:func:`state_costs`, DRAM share taken as a
+    quarter of the larger share, as one burst takes): :func:`chain_dp` (latency) when ``energy_weight``
+    (default: the env's) is 0, else :func:`chain_weighted` for ``latency + energy_weight * energy``.
+    Plans are cached per (mode, shares rounded to ``grid``; default 0.1, 0.2 with energy)."""
+    from .train import linearised
+
+    u = env.unwrapped
+    w = u.energy_weight if energy_weight is None else float(energy_weight)
+    lin = linearised(u.graph)
+    cm = u.cost_model
+
+    def plan_fn(mode: str, st: tuple[float, float]) -> np.ndarray:
+        c, g = st
+        sc = state_costs(cm, lin, mode, c, g, 0.25 * max(c, g))
+        if w > 0:
+            return chain_weighted(lin, cm, sc, sc.idle_w + 1.0 / w, grid=(5e-3, 5e-2)).lanes
+        return chain_dp(lin, cm, mode, sc).lanes
+
+    return StatePlanPolicy(name, plan_fn, grid=grid if grid is not None else (0.2 if w > 0 else 0.1))
 
 
 def _pareto(cands: list[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:

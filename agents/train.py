@@ -218,13 +218,23 @@ def demonstration_settings(env: gym.Env, env_kwargs: dict[str, Any], variants: b
 
 
 def demonstrations(env_id: str, env_kwargs: dict[str, Any], episodes: int, seed: int,
-                   flip_prob: float = 0.1, variants: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Observations and lanes from episodes of the *oracle plan of the linearised graph*
-    (:func:`agents.oracle.chain_dp` on :func:`linearised`, per power mode at reset; exact only for a true
-    chain, a strong static plan otherwise), with a share ``flip_prob`` of decisions flipped to a random
-    lane so that the states near the plan are covered too. With ``variants``, half of the episodes run in
-    the training env and the rest cycle over :func:`demonstration_settings` (other power modes, no load)."""
-    from .oracle import chain_dp
+                   flip_prob: float = 0.1, variants: bool = False, expert: str = "state",
+                   actor: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Observations and lanes from episodes of an oracle-derived expert, with a share ``flip_prob`` of
+    decisions flipped to a random lane so that the states near the expert's are covered too (the label
+    stays the expert's lane). ``expert="state"`` (default): :func:`agents.oracle.state_expert`, which
+    follows at each decision the DP plan of the linearised graph for the *observed* power mode and
+    background shares (latency, or latency + ``energy_weight`` x energy when the env has one), so the
+    actor learns state-dependent placement; ``"plan"``: the static plan of :func:`agents.oracle.chain_dp`
+    on :func:`linearised` for the episode's initial mode (no load), the earlier default. With
+    ``variants``, half of the episodes run in the training env and the rest cycle over
+    :func:`demonstration_settings` (other power modes, no load). With ``actor`` (a numpy runner,
+    :func:`agents.policy.runner_from_state_dict`) the episodes follow the actor instead and only the
+    labels come from the expert (DAgger: the states the cloned actor actually reaches)."""
+    from .oracle import chain_dp, state_expert
+
+    if expert not in ("state", "plan"):
+        raise ValueError(f"demo expert must be 'state' or 'plan', got {expert!r}")
 
     base = make_env(env_id, env_kwargs)
     settings = demonstration_settings(base, env_kwargs, variants)
@@ -235,24 +245,27 @@ def demonstrations(env_id: str, env_kwargs: dict[str, Any], episodes: int, seed:
     chain = linearised(base.unwrapped.graph)
     n = len(base.unwrapped.graph)
     own_eps = episodes if len(settings) == 1 else max(1, episodes // 2)
+    sexp = state_expert(base) if expert == "state" else None  # one plan cache for every setting
     for ep in range(episodes):
         bg, mode_override = settings[0] if ep < own_eps else settings[1 + (ep - own_eps) % (len(settings) - 1)]
         if bg not in envs:
             envs[bg] = base if bg == settings[0][0] else make_env(env_id, {**env_kwargs, "background": bg})
         env = envs[bg]
         u = env.unwrapped
-        obs, info = env.reset(seed=seed * 7919 + ep, options={"power_mode": mode_override} if mode_override else None)
+        ep_seed = seed * 7919 + ep
+        obs, info = env.reset(seed=ep_seed, options={"power_mode": mode_override} if mode_override else None)
         mode = info.get("power_mode") or u.mode_names[0]
-        if mode not in plans:
+        if sexp is not None:
+            sexp.reset(u, info, ep_seed)
+        elif mode not in plans:
             plans[mode] = chain_dp(chain, u.cost_model, mode).lanes
-        plan = plans[mode]
         k = 0
         while True:
-            lane = int(plan[k % n])
-            if rng.random() < flip_prob:
-                lane = int(rng.integers(u.n_lanes))
+            label = u.lane_of(sexp.act(obs)) if sexp is not None else int(plans[mode][k % n])
+            lane = u.lane_of(actor.act(obs)) if actor is not None else label
+            lane = int(rng.integers(u.n_lanes)) if rng.random() < flip_prob else lane
             obs_l.append(obs)
-            lane_l.append(int(plan[k % n]))  # the label is the plan's lane; the flip only moves the state
+            lane_l.append(label)  # the label is the expert's lane; the flip only moves the state
             obs, _, term, trunc, _ = env.step(u.score_of(lane))
             k += 1
             if term or trunc:
@@ -344,14 +357,42 @@ def train(args: Args) -> dict[str, Any]:
     # --- behaviour cloning
     actor = build_actor(obs_shape, act_shape, args.hidden_sizes)
     bc_info: dict[str, Any] = {}
+    test_env = make_env(args.env_id, env_kwargs) if args.test_episodes > 0 else None
     if args.pretrain == "oracle":
+        from .finetune import test_actor
+        from .policy import runner_from_state_dict
+
         tb = time.perf_counter()
         demo_obs, demo_lanes = demonstrations(args.env_id, env_kwargs, args.demo_episodes, args.seed,
-                                              variants=args.demo_variants)
+                                              variants=args.demo_variants, expert=args.demo_expert)
         match = behaviour_clone(actor, demo_obs, demo_lanes, score_of, args.bc_steps, args.batch_size, args.seed,
                                 lr=args.bc_lr)
+        rounds: list[dict[str, Any]] = []
+        kept: dict[str, Any] = {"return": -np.inf}
+
+        def score_round(rnd: int, match: float) -> None:
+            # keep the best clone of the rounds on the held-out test seeds (the same ones SAC's tests use)
+            r = test_actor(actor, config, test_env, test_seeds) if test_env is not None else {"return": 0.0}
+            rounds.append({"round": rnd, "match": round(match, 4), **{k: round(v, 4) for k, v in r.items()}})
+            if r["return"] > kept["return"] or test_env is None:
+                kept.update(r, state={k: v.detach().clone() for k, v in actor.state_dict().items()}, round=rnd)
+
+        score_round(0, match)
+        for rnd in range(args.dagger_rounds):
+            # DAgger: the clone's own episodes, labelled by the expert, added to the data; clone again
+            runner = runner_from_state_dict({k: v.detach().cpu().numpy() for k, v in actor.state_dict().items()},
+                                            {"obs_shape": list(obs_shape), "hidden_sizes": list(args.hidden_sizes)})
+            o, l = demonstrations(args.env_id, env_kwargs, args.demo_episodes, args.seed + 7 * (rnd + 1),
+                                  variants=args.demo_variants, expert=args.demo_expert, actor=runner)
+            demo_obs, demo_lanes = np.concatenate([demo_obs, o]), np.concatenate([demo_lanes, l])
+            steps = args.bc_steps // 4 if args.dagger_bc_steps is None else args.dagger_bc_steps
+            match = behaviour_clone(actor, demo_obs, demo_lanes, score_of, steps, args.batch_size,
+                                    args.seed + rnd + 1, lr=args.bc_lr)
+            score_round(rnd + 1, match)
+        actor.load_state_dict(kept["state"])
         bc_info = {"demo_decisions": int(len(demo_obs)), "bc_steps": args.bc_steps, "bc_match": round(match, 4),
-                   "bc_wall_s": round(time.perf_counter() - tb, 2)}
+                   "demo_expert": args.demo_expert, "dagger_rounds": args.dagger_rounds, "bc_rounds": rounds,
+                   "bc_kept_round": kept["round"], "bc_wall_s": round(time.perf_counter() - tb, 2)}
         torch.save(actor.state_dict(), run_dir / BC_POLICY_FILE)
 
     # --- networks and algorithm (shared/STACK.md call sequence, SAC subclassed in agents.finetune)
@@ -379,7 +420,6 @@ def train(args: Args) -> dict[str, Any]:
 
     writer = SummaryWriter(str(run_dir / "tb" / name))
     writer.add_text("args", json.dumps(args.to_dict(), default=str))
-    test_env = make_env(args.env_id, env_kwargs) if args.test_episodes > 0 else None
     tests: list[dict[str, Any]] = []
     best: dict[str, Any] = {"return": -np.inf, "env_step": None}
 

@@ -252,3 +252,44 @@ def test_cli_reports_bad_input_in_one_line(run_dir, capsys):
     assert cli_main(["evaluate", "--policy", str(run_dir), "--baselines", "nope", "--episodes", "1"]) == 2
     assert "unknown baseline 'nope'" in capsys.readouterr().err
     assert cli_main(["evaluate", "--policy", str(run_dir / "missing")]) == 2
+
+
+def test_demonstrations_experts_and_dagger_labels():
+    from agents.oracle import chain_dp, state_expert
+    from agents.policy import runner_from_state_dict
+
+    g = mixed(3)
+    # 'plan': the static chain-DP plan of the initial mode; without load the state expert gives the same labels
+    obs_p, lanes_p = demonstrations("SparOA-Orin-v0", {"model": g}, 2, 0, flip_prob=0.0, expert="plan")
+    obs_s, lanes_s = demonstrations("SparOA-Orin-v0", {"model": g}, 2, 0, flip_prob=0.0, expert="state")
+    env = gym.make("SparOA-Orin-v0", model=g)
+    want = chain_dp(linearised(g), env.unwrapped.cost_model, "MAXN").lanes
+    assert lanes_p.tolist() == lanes_s.tolist() == np.tile(want, 2).tolist()
+    # DAgger: the actor drives (here: always lane 0), the labels stay the expert's for the states reached
+    sd = {"preprocess.model.model.0.weight": np.zeros((4, 39)), "preprocess.model.model.0.bias": np.zeros(4),
+          "mu.model.0.weight": np.zeros((1, 4)), "mu.model.0.bias": -np.ones(1)}
+    runner = runner_from_state_dict(sd, {"obs_shape": [39], "hidden_sizes": [4]})
+    obs_d, lanes_d = demonstrations("SparOA-Orin-v0", {"model": g, "background": "dynamic"}, 1, 0, flip_prob=0.0,
+                                    actor=runner)
+    denv = gym.make("SparOA-Orin-v0", model=g, background="dynamic")
+    ex = state_expert(denv)
+    _, info = denv.reset(seed=0)
+    ex.reset(denv.unwrapped, info, 0)
+    assert [denv.unwrapped.lane_of(ex.act(o)) for o in obs_d] == lanes_d.tolist()
+    with pytest.raises(ValueError, match="demo expert"):
+        demonstrations("SparOA-Orin-v0", {"model": g}, 1, 0, expert="nope")
+
+
+def test_cli_demo_expert_and_dagger_options():
+    import argparse
+
+    from agents.config import add_arguments, args_from_namespace
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    a = args_from_namespace(p.parse_args(["--demo-expert", "plan", "--dagger-rounds", "0", "--dagger-bc-steps", "5"]))
+    assert (a.demo_expert, a.dagger_rounds, a.dagger_bc_steps) == ("plan", 0, 5)
+    d = args_from_namespace(p.parse_args([]))
+    assert (d.demo_expert, d.dagger_rounds, d.dagger_bc_steps) == ("state", 2, None)
+    with pytest.raises(ValueError, match="demo_expert"):
+        Args(demo_expert="x")
