@@ -115,6 +115,7 @@ class FitData:
     config_e2e: np.ndarray        # measured end-to-end ms per config (NaN when absent)
     config_label: list[str]
     config_threads: np.ndarray
+    numel: np.ndarray | None = None   # output elements per op (the intra-op grain gate); None: not known
 
     @classmethod
     def from_frame(cls, df: Any, processor: str = "cpu", depthwise_sizes: Sequence[int] = DEPTHWISE_SIZES,
@@ -147,7 +148,8 @@ class FitData:
                    threads=ops["threads"].to_numpy(float), measured=np.maximum(measured, 1e-6), keys=keys,
                    config=config, config_e2e=np.array([float(e2e_ms.get(k, math.nan)) for k in cfg_keys]),
                    config_label=[f"{m} b{b} t{t}" for (_, m, b, t) in cfg_keys],
-                   config_threads=np.array([float(k[3]) for k in cfg_keys]))
+                   config_threads=np.array([float(k[3]) for k in cfg_keys]),
+                   numel=np.array([float(math.prod(s)) if s else 0.0 for s in shapes]))
 
 
 @dataclass
@@ -171,6 +173,8 @@ class ProcessorFit:
     default_aux_fitted: bool = True   # False: the default is the mean of the per-type rates (see fit_processor)
     op_overheads: dict[str, float] = field(default_factory=dict)   # ms per op by efficiency key (FLOP ops)
     parallel_overhead_ms: float = 0.0   # extra per op when running on more than one thread
+    parallel_min_numel: float = 0.0     # ops with fewer output elements run on one thread (0: no gate)
+    serial_slowdown: float = 0.0        # such ops on a lane of more threads run this much slower (needs the gate)
 
     def predict(self, d: FitData) -> np.ndarray:
         return _predict(d, self)
@@ -199,6 +203,13 @@ def _predict(d: FitData, f: ProcessorFit) -> np.ndarray:
     if f.parallel_half_mflop > 0:
         w = d.flops + d.aux
         S = 1.0 + (S - 1.0) * w / (w + f.parallel_half_mflop * 1e6)
+    if (f.parallel_min_numel > 0 and d.numel is not None) or f.serial_slowdown > 0:
+        S_n = S if f.parallel_half_mflop <= 0 else 1.0 / ((1.0 - f.parallel_fraction) + f.parallel_fraction / d.threads)
+        w = d.flops + d.aux
+        g = np.divide(w, w + f.parallel_half_mflop * 1e6, out=np.ones(len(w)), where=(w + f.parallel_half_mflop * 1e6) > 0)
+        if f.parallel_min_numel > 0 and d.numel is not None:   # elementwise ops below the intra-op grain
+            g = np.where((d.numel < f.parallel_min_numel) & (d.flops <= 0), 0.0, g)
+        S = (1.0 + (S_n - 1.0) * g) / (1.0 + f.serial_slowdown * (1.0 - g) * (d.threads > 1))
     half = f.half_mflop * 1e6
     speed = _speedups(d, f.curves)
     main = np.where(d.flops > 0, (d.flops + half) / (rate * S * speed), 0.0)
@@ -217,7 +228,8 @@ def _predict(d: FitData, f: ProcessorFit) -> np.ndarray:
 def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float | None = None,
                   init: ProcessorFit | None = None, fit_cache: bool = True,
                   aux_rate_cap: float | None = None, bw_floor_gbps: float | None = None,
-                  op_overheads: bool = False, parallel_overhead: bool = False) -> ProcessorFit:
+                  op_overheads: bool = False, parallel_overhead: bool = False,
+                  parallel_min_numel: float = 0.0, serial_slowdown: bool = False) -> ProcessorFit:
     """Least-squares fit of the cost-model parameters of one processor to its op and e2e rows.
 
     ``fit_cache``: fit the two-level memory (cache size and cache bandwidth besides the DRAM bandwidth);
@@ -231,7 +243,11 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     convolution pays a oneDNN primitive lookup that a small GEMM does not), weakly tied to the common
     overhead so that a key seen only on large ops keeps it; other ops pay the common overhead.
     ``parallel_overhead``: an extra per-op time on more than one thread (``parallel_overhead_us``; only
-    with several thread counts)."""
+    with several thread counts). ``parallel_min_numel``: the intra-op grain (ops with fewer output elements
+    get no parallel speedup), held fixed in this fit (:func:`fit_parallel_grain` estimates it). ``serial_slowdown``: fit
+    the slowdown of an op's serial share ``1 - w / (w + q)`` on more than one thread (the speedup becomes
+    ``(1 + (S(n) - 1) * share) / (1 + serial_slowdown * (1 - share))``; the lane's idle intra-op workers
+    compete with the thread that runs the serial part)."""
     from scipy.optimize import least_squares
 
     with_flops = d.flops > 0
@@ -321,6 +337,7 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     ovh_keys = [k for k in all_keys if k != "default"] if op_overheads else []
     x0 += [math.log(max(init.parallel_overhead_ms, 1e-4)) if init is not None else math.log(1e-3)]
     x0 += [x0[len(all_keys) + 3]] * len(ovh_keys)     # start at the common overhead
+    x0 += [init.serial_slowdown if init is not None else 0.05]   # last: fits without it draw the same start
     x0 = np.array(x0, dtype=float)
     nk = len(all_keys)
     na = len(aux_keys)
@@ -347,7 +364,9 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     j_pov = j_par + 1
     lo[j_pov], hi[j_pov] = math.log(1e-6), math.log(1.0)                 # parallel overhead, ms
     j_ovh = j_par + 2
-    lo[j_ovh:], hi[j_ovh:] = math.log(1e-6), math.log(10.0)               # per-key overheads, ms
+    j_ser = j_ovh + len(ovh_keys)
+    lo[j_ovh:j_ser], hi[j_ovh:j_ser] = math.log(1e-6), math.log(10.0)     # per-key overheads, ms
+    lo[j_ser], hi[j_ser] = 0.0, 1.0                                     # serial slowdown below the grain
     lo[nk + 3], hi[nk + 3] = math.log(1e-6), math.log(10.0)             # overhead ms
     lo[nk + 4], hi[nk + 4] = _logit(0.01), _logit(0.999)                 # parallel fraction
     lo[nk + 5], hi[nk + 5] = _logit(0.001), _logit(0.999)                # unhidden
@@ -387,7 +406,9 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
                             parallel_half_mflop=float(math.exp(x[j_par])) if vary_p else 0.0,
                             op_overheads=_with_derived({k: float(math.exp(x[j_ovh + i]))
                                                         for i, k in enumerate(ovh_keys)}),
-                            parallel_overhead_ms=float(math.exp(x[j_pov])) if (vary_p and parallel_overhead) else 0.0)
+                            parallel_overhead_ms=float(math.exp(x[j_pov])) if (vary_p and parallel_overhead) else 0.0,
+                            parallel_min_numel=float(parallel_min_numel) if vary_p else 0.0,
+                            serial_slowdown=float(x[j_ser]) if (vary_p and serial_slowdown) else 0.0)
 
     def residuals(x: np.ndarray) -> np.ndarray:
         f = unpack(x)
@@ -397,7 +418,7 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
         r_e2e = _E2E_WEIGHT * (np.log(sums[has_e2e]) - np.log(d.config_e2e[has_e2e]))
         reg = 1e-3 * (x[:nk] - np.mean(x[:nk])) if nk else np.zeros(0)   # keeps unidentified rates sane
         reg_aux = 1e-3 * (x[j_aux:j_cache] - float(aux_w @ x[j_aux:j_cache])) if na else np.zeros(0)
-        reg_ovh = 1e-2 * (x[j_ovh:] - x[nk + 3])    # keys seen only on large ops keep the common overhead
+        reg_ovh = 1e-2 * (x[j_ovh:j_ser] - x[nk + 3])    # keys seen only on large ops keep the common overhead
         return np.concatenate([r_op, r_e2e, reg, reg_aux, reg_ovh])
 
     active = np.ones(len(x0), bool)
@@ -406,6 +427,8 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
         active[j_par] = False
     if not (vary_p and parallel_overhead):
         active[j_pov] = False
+    if not (vary_p and serial_slowdown):
+        active[j_ser] = False
     if not fit_cache:
         active[j_cache:j_cache + 2] = False
     if na:
@@ -429,6 +452,60 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     out.aux_rows = {k: aux_counts[k] for k in aux_keys}
     out.default_aux_fitted = not na
     return out
+
+
+def fit_parallel_grain(numel: np.ndarray, t_one: np.ndarray, t_many: np.ndarray,
+                       min_gap: float = 0.1) -> tuple[float, dict[str, Any]]:
+    """The intra-op grain from the same ops timed on one thread and on several (``t_one``, ``t_many``, ms):
+    ops below it do not speed up (ATen's ``parallel_for`` splits an op only above a grain of work, the kernel
+    libraries likewise), ops above it do. A change point in ``y = log(t_many / t_one)`` over the output
+    element count: the threshold that minimises the summed absolute deviation of ``y`` from the median of its
+    side, with at least 3 ops on each side; returned as the geometric mean of the two output sizes around
+    it. ``(0.0, report)`` (no gate) when the ops below it do not run at least ``min_gap`` (in log time)
+    slower, relative to one thread, than the ops above it, or when there are too few ops."""
+    numel = np.asarray(numel, float)
+    y = np.log(np.asarray(t_many, float) / np.asarray(t_one, float))
+    ok = np.isfinite(y) & (numel > 0)
+    numel, y = numel[ok], y[ok]
+    rep: dict[str, Any] = {"ops": int(len(y))}
+    if len(y) < 6:
+        return 0.0, {**rep, "why": "fewer than 6 ops timed at two thread counts"}
+    order = np.argsort(numel, kind="stable")
+    numel, y = numel[order], y[order]
+    best = None
+    for i in range(3, len(y) - 2):
+        if numel[i] == numel[i - 1]:
+            continue
+        lo, hi = y[:i], y[i:]
+        ml, mh = float(np.median(lo)), float(np.median(hi))
+        cost = float(np.abs(lo - ml).sum() + np.abs(hi - mh).sum())
+        if best is None or cost < best[0]:
+            best = (cost, i, ml, mh)
+    if best is None:
+        return 0.0, {**rep, "why": "one output size only"}
+    _, i, ml, mh = best
+    grain = float(math.sqrt(numel[i - 1] * numel[i]))
+    rep.update(grain=grain, below=int(i), above=int(len(y) - i), median_log_ratio_below=ml,
+               median_log_ratio_above=mh, bracket=(float(numel[i - 1]), float(numel[i])))
+    if ml - mh < min_gap:
+        return 0.0, {**rep, "why": f"ops below the change point are not slower (gap {ml - mh:.3f} < {min_gap})"}
+    return grain, rep
+
+
+def _paired_thread_rows(df: Any, col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Elementwise op rows (no FLOPs) timed at the fewest and at the most threads of the same trace, model
+    and batch: (output elements, time at the fewest, time at the most), in ms."""
+    ops = df[(df["kind"] == "op") & (df["flops"] <= 0)]   # elementwise: GEMMs / convolutions split by work
+    ths = sorted(int(t) for t in ops["threads"].unique())
+    if len(ths) < 2:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    k = ["trace_id", "model", "batch", "op_name"]
+    a = ops[ops["threads"] == ths[0]].groupby(k)[col].median()
+    b = ops[ops["threads"] == ths[-1]].groupby(k)[col].median()
+    shape = ops[ops["threads"] == ths[0]].groupby(k)["out_shape"].first()
+    both = a.index.intersection(b.index)
+    numel = np.array([float(math.prod(json.loads(s))) if s else 0.0 for s in shape.loc[both]])
+    return numel, a.loc[both].to_numpy(float), b.loc[both].to_numpy(float)
 
 
 def _perturb(x0: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -513,7 +590,7 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
               min_type_rows: int = 3, trace_files: Sequence[str] = (), stat: str = "median",
               max_spread: float | None = None, threads: Sequence[int] | None = None,
               conv_classes: bool = False, op_overheads: bool = True, parallel_overhead: bool = True,
-              handoff: Mapping[str, Any] | None = None) -> CalibrationResult:
+              handoff: Mapping[str, Any] | None = None, parallel_grain: bool = False) -> CalibrationResult:
     """Fit a profile to the traces in ``df`` (from :func:`sparoa_env.traces.read_traces`).
 
     ``stat``: ``median`` or ``p10`` of the repeats. ``max_spread``: passes whose end-to-end spread
@@ -527,7 +604,9 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     counts). ``handoff``: measurements of the executor running mixed plans of *calibration*
     models (:func:`load_measured` of a ``sparoa fidelity --save`` file); the transfer latency is then
     fitted to them (:func:`fit_handoff_latency`) instead of taken from the hand-off micro-benchmark, which
-    leaves out the worker wake-ups a real lane switch costs."""
+    leaves out the worker wake-ups a real lane switch costs. ``parallel_grain``: with several thread counts,
+    estimate the intra-op grain (``parallel_min_numel``: ops with fewer output elements get no parallel
+    speedup; :func:`fit_parallel_grain` on the ops timed at both thread counts) and hold it in the fit."""
     if stat not in _STAT_COLUMNS:
         raise ValueError(f"stat must be one of {list(_STAT_COLUMNS)}, got {stat!r}")
     if threads:
@@ -557,11 +636,17 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     copy_rows = cpu_rows[(cpu_rows["kind"] == "peak") & (cpu_rows["op_type"] == "aten.copy")]
     copy_bw = float(((copy_rows["bytes_in"] + copy_rows["bytes_out"]) / (copy_rows["latency_ms"] * 1e6)).max()) \
         if len(copy_rows) else math.nan
+    grain, grain_rep = 0.0, None
+    if parallel_grain and len(thread_counts) > 1:
+        grain, grain_rep = fit_parallel_grain(*_paired_thread_rows(df[df["processor"] == "cpu"], _STAT_COLUMNS[stat]))
     f_cpu = fit_processor(d_cpu, min_type_rows=min_type_rows,
                           aux_rate_cap=mm_per_core if mm_per_core == mm_per_core else None,
                           bw_floor_gbps=0.5 * copy_bw if copy_bw == copy_bw else None, op_overheads=op_overheads,
-                          parallel_overhead=parallel_overhead)
+                          parallel_overhead=parallel_overhead, parallel_min_numel=grain,
+                          serial_slowdown=parallel_grain)
     reports = {"cpu": fit_report(d_cpu, f_cpu)}
+    if grain_rep is not None:
+        reports["cpu"]["parallel_grain"] = grain_rep
     fits = {"cpu": f_cpu}
     # per-core peak from the matmul rows, corrected by the fitted Amdahl factor
     per_core = 0.0
@@ -607,6 +692,8 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
             **({"op_fixed_overhead_us": {k: max(v * 1e3 - launch_us, 0.0) for k, v in f_cpu.op_overheads.items()}}
                if f_cpu.op_overheads else {}),
             **({"parallel_overhead_us": f_cpu.parallel_overhead_ms * 1e3} if f_cpu.parallel_overhead_ms > 0 else {}),
+            **({"parallel_min_numel": f_cpu.parallel_min_numel} if f_cpu.parallel_min_numel > 0 else {}),
+            **({"serial_slowdown": f_cpu.serial_slowdown} if f_cpu.serial_slowdown > 0 else {}),
             "half_efficiency_mflop": f_cpu.half_mflop, "op_efficiency": cpu_eff,
             "aux_efficiency": min(max(f_cpu.aux_rate / 1e6 / per_core, 1e-6), 1.0),
             "aux_op_efficiency": {k: min(max(v / 1e6 / per_core, 1e-6), 1.0) for k, v in f_cpu.aux_rates.items()},
@@ -639,6 +726,15 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
                 **({"parallel_overhead_us": src_fit + " (passes at " + ", ".join(map(str, thread_counts)) +
                                             " threads: extra time per op on more than one thread)"}
                    if f_cpu.parallel_overhead_ms > 0 else {}),
+                **({"parallel_min_numel": f"[{ref}] change point of the one-thread / "
+                                          f"{thread_counts[-1]}-thread time ratio of the same elementwise ops over "
+                                          f"their output size ({grain_rep['below']} ops below, {grain_rep['above']} above: "
+                                          f"sparoa_env.calibrate.fit_parallel_grain)"}
+                   if f_cpu.parallel_min_numel > 0 else {}),
+                **({"serial_slowdown": src_fit + " (passes at " + ", ".join(map(str, thread_counts)) + " threads: the "
+                                       "serial share of an op runs 1 + serial_slowdown times slower on more than one "
+                                       "thread)"}
+                   if f_cpu.serial_slowdown > 0 else {}),
                 "async_dispatch": "assumption: by construction of the executor, a CPU lane runs its ops on its own worker thread, which waits for each op",
                 "half_efficiency_mflop": src_fit, "op_efficiency": src_fit + " (FLOP/s per op type over peak)",
                 "aux_efficiency": (src_fit + " (elementwise op types not in aux_op_efficiency)"

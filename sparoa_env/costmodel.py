@@ -15,7 +15,12 @@ background load:
     where ``S(n) = 1 / ((1 - parallel_fraction) + parallel_fraction / n)`` is Amdahl's speedup and
     ``S_op(n) = 1 + (S(n) - 1) * w / (w + parallel_half_mflop * 1e6)`` the share of it an op with work
     ``w = flops + aux_flops`` gets (small ops run on fewer threads: intra-op grain sizes, fork/join;
-    ``parallel_half_mflop = 0``: every op gets ``S(n)``).
+    ``parallel_half_mflop = 0``: every op gets ``S(n)``). With ``parallel_min_numel > 0`` (profile-gated,
+    absent = 0) an elementwise op (no FLOPs; GEMM and convolution kernels split by work, which
+    ``parallel_half_mflop`` covers) whose output has fewer elements runs on one thread (its share
+    ``w / (w + parallel_half_mflop * 1e6)`` is 0). With ``serial_slowdown = x`` (profile-gated, absent = 0),
+    for ``n > 1`` ``S_op(n)`` is divided by ``1 + x * (1 - share)``: the serial part of an op runs slower on
+    a multi-core lane (its idle intra-op workers compete with the thread that runs it).
   - ``eff = op_efficiency[op_type]``: looked up by the exact ATen name, then with trailing overload
     segments stripped (``aten.convolution.default`` -> ``aten.convolution``), then ``default``. A
     convolution whose reduction length ``K = flops / (2 * output elements)`` is one of
@@ -236,6 +241,11 @@ class CostModel:
             s_all = np.array([_amdahl(p.cores, p.parallel_fraction) for p in self.processors])
             f_rel = np.array([st.freq_mhz / st.max_freq_mhz for st in states])
             rel = f_rel * (1.0 + (s_mode - 1.0) * g) / (1.0 + (s_all - 1.0) * g)
+            x = np.array([p.serial_slowdown for p in self.processors])
+            if x.any():   # the serial share (1 - g) of an op runs slower on a multi-core lane
+                m_mode = np.array([st.cores > 1 for st in states], float)
+                m_all = np.array([p.cores > 1 for p in self.processors], float)
+                rel = rel * (1.0 + x * m_all * (1.0 - g)) / (1.0 + x * m_mode * (1.0 - g))
         bw = np.array([st.bw_gbps for st in states])
         host_st = states[self._host]
         host_scale = (host_st.max_freq_mhz / host_st.freq_mhz) ** self.profile.cost_rules.host_freq_exponent
@@ -283,7 +293,8 @@ class CostModel:
         compute = np.zeros((n, P))
         traffic = np.zeros((n, P))
         cache_ms = np.zeros((n, P))
-        par_g = np.ones((n, P)) if any(p.parallel_half_mflop > 0 for p in self.processors) else None
+        par_g = (np.ones((n, P)) if any(p.parallel_half_mflop > 0 or p.parallel_min_numel > 0 or p.serial_slowdown > 0
+                                         for p in self.processors) else None)
         host = np.zeros(P)
         per_op_fixed = any(p.op_fixed_overhead_us for p in self.processors)
         fixed = np.zeros((n, P)) if per_op_fixed else np.zeros(P)
@@ -314,7 +325,12 @@ class CostModel:
                 half_w = spec.parallel_half_mflop * 1e6
                 work = flops + aux
                 par_g[:, j] = np.divide(work, work + half_w, out=np.ones(n), where=(work + half_w) > 0)
+                if spec.parallel_min_numel > 0:   # below the intra-op grain: one thread, no speedup
+                    below = (out_numel < spec.parallel_min_numel) & (flops <= 0)   # elementwise ops only
+                    par_g[:, j] = np.where(below, 0.0, par_g[:, j])
                 gflops = spec.peak_gflops / spec.cores * (1.0 + (s_all - 1.0) * par_g[:, j])
+                if spec.serial_slowdown > 0 and spec.cores > 1:
+                    gflops = gflops / (1.0 + spec.serial_slowdown * (1.0 - par_g[:, j]))
             main_rate = gflops * 1e6 * eff * sat * dt * speedup  # FLOP per ms
             if spec.aux_op_efficiency:
                 aux_cache: dict[tuple[str, bool], float] = {}

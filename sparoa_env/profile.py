@@ -107,6 +107,13 @@ class ProcessorSpec:
     does not); types it does not list, and every type when it is absent, pay ``fixed_overhead_us``.
     ``parallel_overhead_us`` (optional, measured profiles; 0 when absent): extra time every op pays when
     its lane runs more than one core (intra-op thread-pool fork/join, which a one-thread lane skips).
+    ``parallel_min_numel`` (optional, measured profiles; 0 when absent): an elementwise op (no FLOPs) whose
+    output has fewer elements than this runs on one thread whatever the lane's cores (intra-op grain size:
+    ATen's ``parallel_for`` splits an op only above it; GEMM and convolution kernels split by work, see
+    ``parallel_half_mflop``), so it gets no parallel speedup; 0 = no such gate. ``serial_slowdown``
+    (optional, measured profiles; 0 when absent): on a lane of more than one core, the serial share of an op
+    (``1 - w / (w + parallel_half_mflop * 1e6)``, all of it below the grain) runs ``1 + serial_slowdown``
+    times slower than on one core (the lane's idle intra-op workers compete with the thread that runs it).
     """
 
     name: str
@@ -134,6 +141,8 @@ class ProcessorSpec:
     sources: dict[str, str]
     op_fixed_overhead_us: dict[str, float] = field(default_factory=dict)
     parallel_overhead_us: float = 0.0
+    parallel_min_numel: float = 0.0
+    serial_slowdown: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -301,6 +310,13 @@ def _processor_to_dict(p: ProcessorSpec) -> dict[str, Any]:
         del d["op_fixed_overhead_us"]
     if not p.parallel_overhead_us:
         del d["parallel_overhead_us"]
+    if not p.parallel_min_numel:
+        del d["parallel_min_numel"]
+    if not p.serial_slowdown:
+        del d["serial_slowdown"]
+    for k in ("parallel_min_numel", "serial_slowdown"):   # a dropped optional field takes its source along
+        if k not in d and isinstance(d.get("sources"), dict):
+            d["sources"] = {kk: v for kk, v in d["sources"].items() if kk != k}
     d["sparsity"] = {k: _plain_to_dict(c) for k, c in p.sparsity.items()}
     return d
 
@@ -441,6 +457,8 @@ def _read_processor(pd: Any, i: int, source: str, references: dict[str, str]) ->
         power_freq_exponent=r.number("power_freq_exponent", lo=0, hi=4),
         op_fixed_overhead_us=(r.num_map("op_fixed_overhead_us", lo=0) if "op_fixed_overhead_us" in r.d else {}),
         parallel_overhead_us=(r.number("parallel_overhead_us", lo=0) if "parallel_overhead_us" in r.d else 0.0),
+        parallel_min_numel=(r.number("parallel_min_numel", lo=0) if "parallel_min_numel" in r.d else 0.0),
+        serial_slowdown=(r.number("serial_slowdown", lo=0) if "serial_slowdown" in r.d else 0.0),
         sources=r.sources(references, exempt=("sparsity",)),  # each curve carries its own source
     )
     r.done()

@@ -569,3 +569,67 @@ def test_identity_fit_recovers_per_type_overheads(truth):
     assert np.allclose(with_ovh.fixed_ms[conv, 0], 25e-3)
     assert np.allclose(with_ovh.fixed_ms[~conv & (graphs[0].features["flops"] == 0), 0],
                        prof.processors[0].fixed_overhead_us / 1e3)
+
+
+def _sized_graph(rng: np.random.Generator, name: str, n: int = 60) -> OpGraph:
+    """``random_graph`` with output sizes spread over 1e3..1e6 elements (both sides of an intra-op grain)."""
+    g = random_graph(rng, name, n)
+    nodes = []
+    for nd in g.nodes:
+        c = int(rng.choice([8, 16, 32, 64, 128]))
+        hw = max(1, int(round(math.sqrt(10 ** rng.uniform(3, 6) / c))))
+        aux = nd.aux_flops * 32   # elementwise work that outweighs its memory traffic: thread scaling shows
+        nodes.append(OpNode(**{**nd.__dict__, "out_shape": (1, c, hw, hw), "aux_flops": aux}))
+    return OpGraph(name, 1, nodes, g.edges, {"source": "synthetic for the grain identity test"})
+
+
+def test_identity_fit_recovers_the_parallel_grain_and_serial_slowdown(truth):
+    """Synthetic traces from a profile whose elementwise ops below 20000 output elements run serially and whose
+    ops' serial share runs 15% slower on a multi-core lane: the change point lands between the two output sizes
+    around 20000 and the fit gets the slowdown back; without ``parallel_grain`` (the default) the fit has
+    neither field, and a profile without them is priced exactly as before."""
+    from sparoa_env.calibrate import fit_parallel_grain
+    from sparoa_env.profile import profile_from_dict
+
+    prof, _ = truth
+    rng = np.random.default_rng(3)
+    graphs = [_sized_graph(rng, f"s{k}") for k in range(3)]
+    d = prof.to_dict()
+    cpu = d["processors"][0]
+    cpu["parallel_min_numel"], cpu["serial_slowdown"] = 20000.0, 0.15
+    cpu["sources"]["parallel_min_numel"] = cpu["sources"]["serial_slowdown"] = "assumption: identity-test truth"
+    grain_truth = profile_from_dict(d, source="<grain truth>")
+    df = pd.DataFrame(synthetic_rows(grain_truth, graphs))
+    res = calibrate(df, name="identity-grain", parallel_grain=True)
+    fit = res.profile.processors[0]
+    sizes = sorted({math.prod(n.out_shape) for g in graphs for n in g.nodes if n.flops <= 0})
+    below = max(s for s in sizes if s < 20000)
+    above = min(s for s in sizes if s >= 20000)
+    assert below < fit.parallel_min_numel <= above
+    assert fit.serial_slowdown == pytest.approx(0.15, rel=5e-2)
+    for n in (1, 2, 4):
+        want = CostModel(with_lane_cores(grain_truth, {"cpu": n}))
+        got = CostModel(with_lane_cores(res.profile, {"cpu0": n}))
+        for g in graphs:
+            a, b = want.op_costs(g, "fidelity"), got.op_costs(g, "fidelity")
+            np.testing.assert_allclose(b.nominal_ms[:, 0] + b.host_ms[:, 0], a.nominal_ms[:, 0] + a.host_ms[:, 0],
+                                       rtol=2e-2)
+    assert profile_from_dict(res.profile.to_dict()).processors[0].parallel_min_numel == fit.parallel_min_numel
+    # opt-in: the default fit has neither field; a profile without them prices every op as before
+    plain = calibrate(df, name="identity-no-grain").profile.processors[0]
+    assert plain.parallel_min_numel == 0.0 and plain.serial_slowdown == 0.0
+    assert "parallel_min_numel" not in prof.to_dict()["processors"][0]
+    assert "serial_slowdown" not in prof.to_dict()["processors"][0]
+    d0 = prof.to_dict()
+    d0["processors"][0].update(parallel_min_numel=0.0, serial_slowdown=0.0)
+    d0["processors"][0]["sources"].update(parallel_min_numel="assumption: none", serial_slowdown="assumption: none")
+    zero = profile_from_dict(d0, source="<zero grain>")
+    for n in (1, 4):
+        a = CostModel(with_lane_cores(prof, {"cpu": n})).op_costs(graphs[0], "fidelity")
+        b = CostModel(with_lane_cores(zero, {"cpu": n})).op_costs(graphs[0], "fidelity")
+        assert np.array_equal(a.compute_ms, b.compute_ms) and np.array_equal(a.fixed_ms, b.fixed_ms)
+    # no gap between small and large ops' thread scaling: no gate
+    numel = np.array([1e3, 2e3, 4e3, 8e3, 1.6e4, 3.2e4, 6.4e4, 1.28e5])
+    assert fit_parallel_grain(numel, np.ones(8), np.full(8, 0.7))[0] == 0.0
+    assert fit_parallel_grain(numel, np.ones(8), np.r_[np.full(4, 1.1), np.full(4, 0.6)])[0] == pytest.approx(
+        math.sqrt(8e3 * 1.6e4))

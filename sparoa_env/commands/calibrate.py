@@ -38,6 +38,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.add_argument("--conv-classes", action="store_true",
                         help="separate convolution efficiencies per kernel-shape class (pointwise, depthwise 3x3/5x5/7x7)")
+    parser.add_argument("--parallel-grain", action="store_true",
+                        help="fit the intra-op grain (elementwise ops with fewer output elements get no parallel "
+                             "speedup) and the slowdown of an op's serial share on several threads (off by default: "
+                             "it did not improve the held-out fidelity here, see docs/calibration.md)")
     parser.add_argument("--no-op-overheads", action="store_true",
                         help="one per-op overhead for every op instead of one per FLOP-bearing op type")
     parser.add_argument("--handoff", default=None,
@@ -65,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
                     max_spread=args.max_spread,
                     threads=[int(x) for x in args.threads.split(",")] if args.threads else None,
                     handoff=load_measured(args.handoff) if args.handoff else None,
-                    conv_classes=args.conv_classes, op_overheads=not args.no_op_overheads)
+                    conv_classes=args.conv_classes, op_overheads=not args.no_op_overheads,
+                    parallel_grain=args.parallel_grain)
     out.parent.mkdir(parents=True, exist_ok=True)
     res.profile.save(out)
     if args.json:
