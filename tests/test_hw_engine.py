@@ -6,6 +6,7 @@ No timed assertions (colleagues share the machine): speed figures come from benc
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -112,6 +113,151 @@ def test_consecutive_requests_overlap_and_stay_correct(model):
         with torch.no_grad():
             for p, inp in zip(pend, inputs):
                 assert_same(p.result(), m(*inp))
+
+
+def _record_placement(eng):
+    """Wrap every segment so that it records (thread id, CPU affinity, torch threads) when it runs."""
+    seen = []
+    for seg in eng._segs:
+        real = seg.compiled.fn
+
+        def fn(*args, real=real, seg=seg):
+            seen.append((seg.index, seg.info.processor, threading.get_ident(), frozenset(os.sched_getaffinity(0)),
+                         torch.get_num_threads()))
+            return real(*args)
+
+        seg.compiled.fn = fn
+    return seen
+
+
+@needs_two_cores
+@pytest.mark.parametrize("spin_us", [None, 0])
+def test_every_segment_runs_on_its_lanes_cores_and_threads(model, spin_us):
+    """The caller runs the first segment's lane itself (pinned, that lane's thread count) and the
+    other lane's worker the rest; placement is honoured either way and the caller's settings come back."""
+    m, x, prog = model
+    names = prog.group_names
+    plan = {g: ("cpu", "gpu")[k % 2] for k, g in enumerate(names)}
+    dmap = {"cpu": "cpu:0", "gpu": "cpu:1@1"}
+    want = {"cpu": frozenset({0}), "gpu": frozenset({1})}
+    before_aff, before_thr = os.sched_getaffinity(0), torch.get_num_threads()
+    with HybridEngine(m, x, plan, dmap, program=prog, spin_us=spin_us) as eng:
+        assert eng._caller_lane == 0 and "caller's thread" in eng.describe()
+        seen = _record_placement(eng)
+        with torch.no_grad():
+            ref = m(*x)
+        for _ in range(3):
+            assert_same(eng(*x), ref)
+            assert os.sched_getaffinity(0) == before_aff and torch.get_num_threads() == before_thr
+        assert len(seen) == 3 * len(eng.segments)
+        for idx, proc, tid, aff, thr in seen:
+            assert aff == want[proc] and thr == 1, (idx, proc, aff, thr)
+            assert (tid == threading.get_ident()) == (proc == "cpu"), (idx, proc)  # lane 'cpu' ran in the caller
+        # submitted requests run on the workers only
+        seen.clear()
+        pend = [eng.submit(*x) for _ in range(3)]
+        for p in pend:
+            assert_same(p.result(), ref)
+        assert seen and all(tid != threading.get_ident() and aff == want[proc] for _, proc, tid, aff, _ in seen)
+
+
+@needs_two_cores
+def test_blocking_calls_mixed_with_submitted_requests_stay_correct(model):
+    m, x, prog = model
+    rng = np.random.default_rng(7)
+    plan = {g: ("cpu", "gpu")[int(rng.integers(2))] for g in prog.group_names}
+    inputs = [(torch.randn(1, 3, 12, 12), torch.randn(1, 5)) for _ in range(8)]
+    with HybridEngine(m, x, plan, CPU_TWO_LANES, program=prog) as eng, torch.no_grad():
+        pend = [eng.submit(*inp) for inp in inputs[:4]]
+        direct = [eng(*inp) for inp in inputs[4:]]   # the engine may be busy: these then queue like submit()
+        for out, inp in zip([p.result() for p in pend] + direct, inputs):
+            assert_same(out, m(*inp))
+
+
+@needs_two_cores
+def test_caller_runs_off_and_pinned_single_lane(model):
+    m, x, prog = model
+    names = prog.group_names
+    plan = {g: ("cpu", "gpu")[k % 2] for k, g in enumerate(names)}
+    with HybridEngine(m, x, plan, CPU_TWO_LANES, program=prog, caller_runs=False) as eng, torch.no_grad():
+        seen = _record_placement(eng)
+        assert eng._caller_lane is None
+        assert_same(eng(*x), m(*x))
+        assert all(tid != threading.get_ident() for _, _, tid, _, _ in seen)
+    # every op on one pinned lane: the caller runs it, pinned, with no hand-off at all
+    with HybridEngine(m, x, {g: "gpu" for g in names}, CPU_TWO_LANES, program=prog) as eng, torch.no_grad():
+        seen = _record_placement(eng)
+        assert_same(eng(*x), m(*x))
+        assert [(p, tid, aff) for _, p, tid, aff, _ in seen] == [("gpu", threading.get_ident(), frozenset({1}))]
+    with pytest.raises(ValueError, match="spin_us"):
+        HybridEngine(m, x, plan, CPU_TWO_LANES, program=prog, spin_us=-1)
+
+
+@needs_two_cores
+def test_failure_before_the_callers_lane_runs_releases_the_other_lanes(model, monkeypatch):
+    """If pinning the caller fails, the call raises, the other lane is not left waiting, and the
+    engine keeps working."""
+    m, x, prog = model
+    plan = {g: ("cpu", "gpu")[k % 2] for k, g in enumerate(prog.group_names)}
+    with HybridEngine(m, x, plan, CPU_TWO_LANES, program=prog) as eng, torch.no_grad():
+        ref = m(*x)
+        assert_same(eng(*x), ref)  # the workers are up
+        real = os.sched_setaffinity
+        main = threading.get_ident()
+
+        def refuse(pid, cores):
+            if threading.get_ident() == main:
+                raise OSError("affinity refused (injected by the test)")
+            return real(pid, cores)
+
+        monkeypatch.setattr(os, "sched_setaffinity", refuse)
+        with pytest.raises(OSError, match="injected"):
+            eng(*x)
+        monkeypatch.setattr(os, "sched_setaffinity", real)
+        assert_same(eng(*x), ref)
+        assert_same(eng.submit(*x).result(), ref)
+
+
+def test_spin_handoff_helper_signals_and_wakes_sleepers():
+    """The C hand-off: a flag set by one thread releases a spinning waiter and a sleeping one."""
+    import ctypes
+
+    from sparoa_env.hw import handoff
+
+    lib = handoff.load()
+    if lib is None:
+        pytest.skip(f"spin-wait helper unavailable: {handoff.unavailable_reason()}")
+    flags = (ctypes.c_int32 * 4)()
+    base = ctypes.addressof(flags)
+    idx = (ctypes.c_int32 * 2)(1, 2)
+    slept = []
+    t = threading.Thread(target=lambda: slept.append(lib.sp_step(None, -1, -1, base, ctypes.addressof(idx), 2, 0)))
+    t.start()  # spin 0: sleeps on the futex at once
+    lib.sp_step(base, 1, -1, None, None, 0, 0)
+    assert t.is_alive()                     # still waits for flag 2
+    lib.sp_step(base, 2, 0, None, None, 0, 0)
+    t.join(5)
+    assert not t.is_alive() and flags[0] == 1 and flags[1] == 1 and flags[2] == 1 and flags[3] == 0
+    assert lib.sp_wait(base + 4, 10_000_000) == 1   # already set: returns at once, "seen while spinning"
+
+
+def test_without_the_helper_the_engine_uses_blocking_latches(model, monkeypatch):
+    from sparoa_env.hw import handoff
+
+    def no_compiler():
+        raise OSError("no C compiler (cc, gcc or clang) on PATH")
+
+    monkeypatch.setattr(handoff, "_tried", False)
+    monkeypatch.setattr(handoff, "_lib", None)
+    monkeypatch.setattr(handoff, "_reason", None)
+    monkeypatch.setattr(handoff, "_build", no_compiler)
+    assert handoff.load() is None and "no C compiler" in handoff.unavailable_reason()
+    m, x, prog = model
+    plan = {g: ("cpu", "gpu")[k % 2] for k, g in enumerate(prog.group_names)}
+    with HybridEngine(m, x, plan, CPU_TWO_LANES, program=prog) as eng, torch.no_grad():
+        assert "blocking latches (could not build the spin-wait helper: OSError: no C compiler" in eng.describe()
+        assert_same(eng(*x), m(*x))
+        assert_same(eng.submit(*x).result(), m(*x))
 
 
 def test_fast_bindings_off_gives_same_outputs():
@@ -238,6 +384,20 @@ def test_serve_with_dynamic_batching_returns_every_output(model):
         assert "p95" in one.summary()
         with pytest.raises(ValueError, match="max_batch"):
             eng.serve(2, max_batch=0)
+
+
+@needs_two_cores
+def test_serve_on_two_lanes_returns_every_output(model):
+    m, x, prog = model
+    rng = np.random.default_rng(11)
+    plan = {g: ("cpu", "gpu")[int(rng.integers(2))] for g in prog.group_names}
+    reqs = [(torch.randn(1, 3, 12, 12), torch.randn(1, 5)) for _ in range(6)]
+    with HybridEngine(m, x, plan, CPU_TWO_LANES, program=prog) as eng:
+        rep = eng.serve(reqs, max_batch=2, max_wait_ms=1.0, return_outputs=True, warmup=1)
+        assert rep.completed == 6 and not rep.errors
+        with torch.no_grad():
+            for inp, out in zip(reqs, rep.outputs):
+                assert_same(out, m(*inp))
 
 
 @pytest.mark.slow

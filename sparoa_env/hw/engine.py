@@ -22,6 +22,11 @@
    CPU->GPU copies are staged through pinned memory and issued non-blocking on the GPU lane's upload
    stream, which the compute stream waits for by event; CPU core groups share memory, so nothing is
    copied between them. A plan that uses a single, unpinned CPU lane runs in the caller's thread.
+   Hand-offs between lanes are flags set and awaited without the GIL by a small C helper (spin up to
+   ``spin_us``, then sleep; ``handoff.py``), because a sleeping thread takes ~20 us to wake here.
+   A *blocking* call (``engine(*x)``, :meth:`run`) made while no request is in flight runs the first
+   segment's lane in the caller's thread, pinned to that lane's cores with its thread count for the
+   duration of the call (:meth:`HybridEngine._call_as_lane`); placement is the same either way.
 4. **Faults.** A ``torch.OutOfMemoryError`` in a segment is reported as a :class:`SegmentOOMError`
    naming the segment, its ops and the lane; with ``oom_fallback="cpu"`` the segment is re-run on the
    CPU (lane 0) for that request instead, the request completes, and the event is recorded in
@@ -53,7 +58,11 @@ from .devices import LaneSpec, parse_device_map
 from .program import CompiledSegment, Program
 from .timing import percentiles
 
-__all__ = ["HybridEngine", "SegmentInfo", "SegmentOOMError", "SegmentError", "ServeReport", "LanePool", "RunReport"]
+__all__ = ["HybridEngine", "SegmentInfo", "SegmentOOMError", "SegmentError", "ServeReport", "LanePool", "RunReport",
+           "DEFAULT_SPIN_US"]
+
+#: how long a lane thread spins on a hand-off flag before it sleeps (``spin_us``; env ``SPAROA_SPIN_US``)
+DEFAULT_SPIN_US = 1000.0
 
 
 class SegmentError(RuntimeError):
@@ -98,6 +107,107 @@ def _wait(latch: Any) -> None:
     latch.release()
 
 
+class _Waits:
+    """A static list of flag indices to wait for (tuple for Python latches, int32 array for the C helper)."""
+
+    __slots__ = ("idx", "arr", "addr", "n")
+
+    def __init__(self, idx: Sequence[int]) -> None:
+        import ctypes
+
+        self.idx = tuple(idx)
+        self.n = len(self.idx)
+        self.arr = (ctypes.c_int32 * max(self.n, 1))(*self.idx)
+        self.addr = ctypes.addressof(self.arr)
+
+
+class _NativeSync:
+    """Per-request flags in a ctypes int32 array, signalled and awaited by the C helper without the GIL
+    (spin up to ``spin_ns``, then sleep on a futex; ``handoff.py``)."""
+
+    native = True
+
+    def __init__(self, lib: Any, spin_ns: int) -> None:
+        self.spin_ns = int(spin_ns)
+        self.lib = lib
+        self._step = lib.sp_step
+
+    @staticmethod
+    def flags(n: int, needed: Sequence[int]) -> tuple[Any, int]:
+        import ctypes
+
+        arr = (ctypes.c_int32 * max(n, 1))()
+        return arr, ctypes.addressof(arr)
+
+    def step(self, sig: "_Request | None", s0: int, s1: int, wait: "_Request | None", w: _Waits, spin: bool = True) -> None:
+        self._step(sig.addr if sig is not None else None, s0, s1, wait.addr if wait is not None else None, w.addr, w.n,
+                   self.spin_ns if spin else 0)
+
+    @staticmethod
+    def is_set(st: "_Request", i: int) -> bool:
+        return st.flags[i] == 1
+
+
+class _Bell:
+    """A lane's doorbell for the C helper: rung after work is queued; the idle worker sleeps on it
+    without the GIL (so that signalling the last segment and going idle are one GIL-free call)."""
+
+    __slots__ = ("flags", "addr", "_signal", "idle")
+
+    def __init__(self, lib: Any) -> None:
+        import ctypes
+
+        self.flags = (ctypes.c_int32 * 1)()
+        self.addr = ctypes.addressof(self.flags)
+        self._signal = lib.sp_signal
+        self.idle = _Waits((0,))
+
+    def ring(self) -> None:
+        self._signal(self.addr)
+
+    def reset(self) -> None:
+        self.flags[0] = 0
+
+
+class _PySync:
+    """The same protocol with blocking Python latches (no C compiler, ``SPAROA_SPIN=0`` or ``spin_us=0``)."""
+
+    native = False
+    spin_ns = 0
+
+    @staticmethod
+    def flags(n: int, needed: Sequence[int]) -> tuple[Any, int]:
+        fl: list[Any] = [None] * n
+        for i in needed:
+            fl[i] = _latch()
+        return fl, 0
+
+    @staticmethod
+    def step(sig: "_Request | None", s0: int, s1: int, wait: "_Request | None", w: _Waits, spin: bool = True) -> None:
+        if s0 >= 0:
+            sig.flags[s0].release()
+        if s1 >= 0:
+            sig.flags[s1].release()
+        for i in w.idx:
+            _wait(wait.flags[i])
+
+    @staticmethod
+    def is_set(st: "_Request", i: int) -> bool:
+        return not st.flags[i].locked()
+
+
+def _make_sync(spin_us: float) -> tuple[Any, str]:
+    """The hand-off implementation and a line for :meth:`HybridEngine.describe`."""
+    from . import handoff
+
+    if spin_us <= 0:
+        return _PySync(), "hand-offs: blocking latches (spin_us=0)"
+    lib = handoff.load()
+    if lib is None:
+        return _PySync(), f"hand-offs: blocking latches ({handoff.unavailable_reason()})"
+    return _NativeSync(lib, int(spin_us * 1000)), f"hand-offs: spin up to {spin_us:g} us, then block (C helper)"
+
+
 class _Lane:
     """One processor: a worker thread with its thread settings (CPU) or streams (CUDA)."""
 
@@ -109,6 +219,8 @@ class _Lane:
         self.threads = spec.threads if spec.threads is not None else default_threads
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
+        self.bell: Any = None     # the engine's doorbell (_Bell) when hand-offs use the C helper
+        self.exec_lock = threading.Lock()  # one segment at a time per lane: held by its worker or a caller
         self.stream = self.h2d = self.d2h = None
         if self.is_cuda:
             import torch
@@ -137,6 +249,8 @@ class _Lane:
     def stop(self) -> None:
         if self.thread is not None:
             self.queue.put(None)
+            if self.bell is not None:
+                self.bell.ring()
             self.thread.join(timeout=10)
             self.thread = None
 
@@ -198,7 +312,7 @@ class _Seg:
     """Runtime view of a segment (slots instead of names)."""
 
     __slots__ = ("info", "index", "lane", "compiled", "in_slots", "out_slots", "waits", "latch", "d2h_slots",
-                 "last_on_lane", "cpu_variant")
+                 "last_on_lane", "cpu_variant", "w", "sig0", "sig1")
 
     def __init__(self, info: SegmentInfo, compiled: CompiledSegment) -> None:
         self.info = info
@@ -212,15 +326,17 @@ class _Seg:
         self.d2h_slots: tuple[int, ...] = ()  # outputs to copy to host memory right away
         self.last_on_lane = False
         self.cpu_variant: CompiledSegment | None = None
+        self.w: _Waits | None = None          # flags to wait for before running (the ``waits`` segments)
+        self.sig0 = -1                        # flag to set when done (own latch), -1 = none
+        self.sig1 = -1                        # flag to set when done (the lane's last segment of a request)
 
 
 class _Request:
-    __slots__ = ("vals", "latches", "lane_done", "error", "cache", "events", "host", "t0", "t_end", "fallbacks")
+    __slots__ = ("vals", "flags", "addr", "error", "cache", "events", "host", "t0", "t_end", "fallbacks")
 
-    def __init__(self, n_slots: int, n_segs: int) -> None:
+    def __init__(self, n_slots: int, flags: tuple[Any, int]) -> None:
         self.vals: list[Any] = [None] * n_slots
-        self.latches: list[Any] = [None] * n_segs
-        self.lane_done: dict[int, Any] = {}
+        self.flags, self.addr = flags         # one flag per segment (latch) and per used lane (done)
         self.error: BaseException | None = None
         self.cache: dict[tuple[int, int], Any] = {}
         self.events: dict[int, Any] = {}
@@ -255,11 +371,15 @@ class HybridEngine:
     the processor names in lane order (default: the device map's keys, else ``("cpu", "gpu")``).
     ``oom_fallback``: ``None`` (raise :class:`SegmentOOMError`) or ``"cpu"``. ``inference_mode``: run
     under ``torch.inference_mode`` (outputs are inference tensors, as with eager under that mode).
+    ``spin_us``: how long a lane thread spins on a hand-off before it sleeps (default
+    :data:`DEFAULT_SPIN_US`, env ``SPAROA_SPIN_US``; 0 = blocking Python latches). ``caller_runs``: let a
+    blocking call run the first segment's lane in the caller's thread (pinned) when the engine is idle.
     """
 
     def __init__(self, module: Any, example_inputs: Sequence[Any], plan: Any, device_map: Any = None, *,
                  processors: Sequence[str] | None = None, oom_fallback: str | None = None,
-                 fast_bindings: bool = True, inference_mode: bool = True, program: Program | None = None) -> None:
+                 fast_bindings: bool = True, inference_mode: bool = True, program: Program | None = None,
+                 spin_us: float | None = None, caller_runs: bool = True) -> None:
         import torch
 
         if oom_fallback not in (None, "cpu"):
@@ -275,6 +395,14 @@ class HybridEngine:
         self.oom_fallback = oom_fallback
         self.inference_mode = inference_mode
         self._fast_bindings = fast_bindings
+        if spin_us is None:
+            spin_us = float(os.environ.get("SPAROA_SPIN_US", DEFAULT_SPIN_US))
+        if not spin_us >= 0:
+            raise ValueError(f"spin_us must be >= 0, got {spin_us!r}")
+        self.spin_us = float(spin_us)
+        self.caller_runs = bool(caller_runs)
+        self._ring_early = True   # blocking calls: wake the other lanes' workers at dispatch (vs. at the first hand-off)
+        self._sync, self._sync_desc = _make_sync(self.spin_us)
         self.program = program if program is not None else Program(module, example_inputs, fast_bindings=fast_bindings)
         self.example_inputs = self.program.example_inputs
         prog = self.program
@@ -336,9 +464,30 @@ class HybridEngine:
                         or (name in out_names and home_is_cpu)):
                     d2h.append(slot_of[name])
             s.d2h_slots = tuple(d2h)
+        n_segs = len(segs)
+        done_flag = {lane: n_segs + k for k, lane in enumerate(used)}
         for lane in used:
             mine = [s for s in segs if s.lane == lane]
             mine[-1].last_on_lane = True
+        for s in segs:
+            s.w = _Waits(s.waits)
+            s.sig0 = s.index if s.latch else -1
+            s.sig1 = done_flag[s.lane] if s.last_on_lane else -1
+        self._n_flags = n_segs + len(used)
+        self._needed_flags = tuple([s.index for s in segs if s.latch] + list(done_flag.values()))
+        self._done_waits = _Waits(list(done_flag.values()))
+        self._lane_segs = {lane: [s for s in segs if s.lane == lane] for lane in used}
+        # the caller runs the first segment's lane itself when the engine is idle (see _call_as_lane)
+        first = self.lanes[segs[0].lane]
+        self._caller_lane = segs[0].lane if caller_runs and not first.is_cuda else None
+        self._caller_waits = _Waits([done_flag[k] for k in used if k != segs[0].lane])
+        self._live: list[_Request] = []       # submitted requests that may still be running
+        # no CUDA lane and inputs on the CPU: values never move, segments read the slots directly
+        self._host_only = prog.home_device.type == "cpu" and not any(ln.is_cuda for ln in self.lanes if ln is not None)
+        if self._sync.native:
+            for ln in self.lanes:
+                if ln is not None:
+                    ln.bell = _Bell(self._sync.lib)
         self._segs = segs
         self.segments = tuple(s.info for s in segs)
         self.used_lanes = tuple(used)
@@ -353,14 +502,20 @@ class HybridEngine:
                 self._out_refs.append(("const", a))
         only = self.lanes[used[0]] if len(used) == 1 else None
         self._inline = only is not None and not only.is_cuda and only.spec.cores is None and not oom_fallback
+        if self._inline:
+            self._caller_lane = None
         self._closed = False
 
     # ------------------------------------------------------------------ public API
     def __call__(self, *inputs: Any) -> Any:
-        return self.submit(*inputs).result()
+        return self.run(*inputs)[0]
 
     def run(self, *inputs: Any) -> tuple[Any, RunReport]:
         """Outputs and a report (latency, OOM fallbacks) for one request."""
+        if self._caller_lane is not None and not self._closed:
+            res = self._call_as_lane(self.program.flatten_inputs(inputs))
+            if res is not None:
+                return res
         p = self.submit(*inputs)
         out = p.result()
         return out, RunReport(p.latency_ms, list(getattr(p, "fallbacks", [])))
@@ -376,21 +531,21 @@ class HybridEngine:
             p.latency_ms = (time.perf_counter() - t0) * 1e3
             p.fallbacks = []
             return p
-        st = _Request(self.n_slots, len(self._segs))
-        st.t0 = time.perf_counter()
-        for k, v in enumerate(flat):
-            st.vals[k] = v
-        for s in self._segs:
-            if s.latch:
-                st.latches[s.index] = _latch()
-        for lane in self.used_lanes:
-            st.lane_done[lane] = _latch()
+        st = self._new_request(flat)
         with self._dispatch_lock:
+            self._track(st)
             for lane in self.used_lanes:
                 self.lanes[lane].start(self._lane_loop)
             for s in self._segs:
                 self.lanes[s.lane].queue.put((st, s))
+            self._ring(self.used_lanes)
         return Pending(self, st)
+
+    def _ring(self, lanes: Sequence[int]) -> None:
+        for k in lanes:
+            bell = self.lanes[k].bell
+            if bell is not None:
+                bell.ring()
 
     def close(self) -> None:
         if self._closed:
@@ -414,6 +569,11 @@ class HybridEngine:
                  f"{len(self.used_lanes)} lane(s){' (inline)' if self._inline else ''}"]
         for k in self.used_lanes:
             lines.append("  lane " + self.lane_specs[self.processors[k]].describe())
+        if not self._inline:
+            lines.append("  " + self._sync_desc)
+            if self._caller_lane is not None:
+                lines.append(f"  a blocking call runs lane {self.processors[self._caller_lane]!r} in the caller's thread "
+                             "(pinned to that lane's cores and thread count for the call) when no request is in flight")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ execution
@@ -429,6 +589,119 @@ class HybridEngine:
                     vals[k] = v
         return self.program.unflatten_outputs([vals[r] if kind == "slot" else r for kind, r in self._out_refs])
 
+    def _new_request(self, flat: list[Any]) -> _Request:
+        st = _Request(self.n_slots, self._sync.flags(self._n_flags, self._needed_flags))
+        st.t0 = time.perf_counter()
+        for k, v in enumerate(flat):
+            st.vals[k] = v
+        return st
+
+    def _track(self, st: _Request) -> None:
+        """Remember a request in flight (under the dispatch lock); forget the finished ones."""
+        live = self._live
+        if live:
+            is_set = self._sync.is_set
+            done = self._done_waits.idx
+            live[:] = [r for r in live if not all(is_set(r, i) for i in done)]
+        live.append(st)
+
+    def _call_as_lane(self, flat: list[Any]) -> tuple[Any, RunReport] | None:
+        """A blocking request with the caller's thread as the executor of the first segment's lane.
+
+        Used when no request is in flight (else the lane's worker may be busy, and its FIFO order
+        matters): the caller pins itself to that lane's cores and sets its torch thread count for the
+        duration, runs that lane's segments in order (waiting for other lanes' inputs exactly as the
+        lane's worker would), then restores both. The other lanes' segments go to their workers as in
+        :meth:`submit`. This saves two thread wake-ups per request (the first lane's worker, and the
+        caller at the end); with a single used CPU lane, no hand-off is left at all. A lane's
+        ``exec_lock`` keeps one segment at a time per lane against concurrent callers.
+        Returns None when the engine is busy (the caller then uses :meth:`submit`).
+        """
+        import torch
+
+        lane = self.lanes[self._caller_lane]
+        st = self._new_request(flat)
+        with self._dispatch_lock:
+            if self._live:
+                is_set = self._sync.is_set
+                done = self._done_waits.idx
+                self._live[:] = [r for r in self._live if not all(is_set(r, i) for i in done)]
+                if self._live:
+                    return None
+            if not lane.exec_lock.acquire(blocking=False):  # another thread's blocking call runs this lane
+                return None
+            self._live.append(st)
+            for k in self.used_lanes:
+                if k != self._caller_lane:
+                    self.lanes[k].start(self._lane_loop)
+            for s in self._segs:
+                if s.lane != self._caller_lane:
+                    self.lanes[s.lane].queue.put((st, s))
+            others = [k for k in self.used_lanes if k != self._caller_lane]
+            if self._ring_early:
+                self._ring(others)
+                others = []
+        old_threads = torch.get_num_threads()
+        old_aff = None
+        sync = self._sync
+        mine = self._lane_segs[self._caller_lane]
+        signalled = 0      # how many of this lane's segments have had their flags set
+        try:
+            if lane.spec.cores is not None and hasattr(os, "sched_setaffinity"):
+                aff = os.sched_getaffinity(0)
+                if aff != set(lane.spec.cores):
+                    os.sched_setaffinity(0, lane.spec.cores)
+                    old_aff = aff
+            if old_threads != lane.threads:
+                torch.set_num_threads(int(lane.threads))
+            ctx = torch.inference_mode() if self.inference_mode else torch.no_grad()
+            oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+            with ctx:
+                prev = None
+                for s in mine:
+                    if others and (prev is not None or s.w.n):
+                        self._ring(others)  # wake the other lanes when this one first hands off
+                        others = []
+                    if prev is not None or s.w.n:
+                        sync.step(st if prev is not None else None, prev.sig0 if prev else -1, prev.sig1 if prev else -1,
+                                  st, s.w)
+                        signalled += prev is not None
+                    self._exec(st, s, lane, oom)
+                    prev = s
+                if others:
+                    self._ring(others)
+                # signal the lane's last segment and wait for the other lanes to finish the request
+                sync.step(st, prev.sig0, prev.sig1, st, self._caller_waits)
+                signalled = len(mine)
+        except BaseException as e:  # noqa: BLE001 - never leave the other lanes waiting for this one
+            if st.error is None:
+                st.error = e
+            if others:
+                self._ring(others)
+            for s in mine[signalled:]:
+                try:
+                    sync.step(st, s.sig0, s.sig1, None, _Waits(()))
+                except RuntimeError:  # a Python latch released twice: it was signalled already
+                    pass
+            sync.step(None, -1, -1, st, self._caller_waits, spin=False)
+        finally:
+            lane.exec_lock.release()
+            if old_threads != torch.get_num_threads():
+                torch.set_num_threads(old_threads)
+            if old_aff is not None:
+                os.sched_setaffinity(0, old_aff)
+        latency = (time.perf_counter() - st.t0) * 1e3
+        self._forget(st)
+        return self._outputs(st), RunReport(latency, list(st.fallbacks))
+
+    def _forget(self, st: _Request) -> None:
+        """Drop a finished request from the in-flight list (it holds the request's values)."""
+        with self._dispatch_lock:
+            try:
+                self._live.remove(st)
+            except ValueError:
+                pass
+
     def _lane_loop(self, lane: _Lane) -> None:
         import torch
 
@@ -442,40 +715,76 @@ class HybridEngine:
                 self._serve_lane(lane)
 
     def _serve_lane(self, lane: _Lane) -> None:
+        """A lane's worker: run queued segments in order. A finished segment's flags are set in the same
+        GIL-free call (``handoff.py``) that waits for the next segment's inputs or, when the queue is
+        empty, sleeps on the lane's doorbell: a thread that signalled and then took the GIL back would
+        contend for it with the thread it just woke."""
         import torch
 
         oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
         q = lane.queue
+        sync = self._sync
+        bell = lane.bell
+        prev_st: _Request | None = None
+        prev: _Seg | None = None
+        no_waits = _Waits(())
         while True:
-            item = q.get()
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                if bell is not None:
+                    bell.reset()
+                    try:
+                        item = q.get_nowait()  # queued before the reset: its ring may be lost, the item is not
+                    except queue.Empty:
+                        if prev is not None:
+                            sync.step(prev_st, prev.sig0, prev.sig1, bell, bell.idle, spin=False)
+                            prev_st = prev = None
+                        else:
+                            sync.step(None, -1, -1, bell, bell.idle, spin=False)
+                        continue
+                else:
+                    if prev is not None:
+                        sync.step(prev_st, prev.sig0, prev.sig1, None, no_waits)
+                        prev_st = prev = None
+                    item = q.get()
             if item is None:
+                if prev is not None:
+                    sync.step(prev_st, prev.sig0, prev.sig1, None, no_waits)
                 return
             st, s = item
-            try:
-                for w in s.waits:
-                    _wait(st.latches[w])
-                if st.error is None:
-                    try:
-                        args = [self._fetch(st, k, lane) for k in s.in_slots]
-                        outs = s.compiled.fn(*args)
-                        if lane.is_cuda:
-                            self._after_cuda(st, s, lane, outs)
-                    except oom as e:
-                        outs = self._oom(st, s, lane, e)
-                    for k, v in zip(s.out_slots, outs):
-                        st.vals[k] = v
-            except BaseException as e:  # noqa: BLE001 - reported to the caller with the segment named
-                if st.error is None:
-                    err = e if isinstance(e, SegmentError) else SegmentError(f"{s.info.describe()} failed: {type(e).__name__}: {e}")
-                    if err is not e:
-                        err.__cause__ = e
-                    st.error = err
-            finally:
-                if s.latch:
-                    st.latches[s.index].release()
-                if s.last_on_lane:
-                    st.t_end = max(st.t_end, time.perf_counter())
-                    st.lane_done[s.lane].release()
+            if prev is not None:
+                sync.step(prev_st, prev.sig0, prev.sig1, st, s.w)
+            elif s.w.n:
+                sync.step(None, -1, -1, st, s.w)
+            with lane.exec_lock:
+                self._exec(st, s, lane, oom)
+            prev_st, prev = st, s
+
+    def _exec(self, st: _Request, s: _Seg, lane: _Lane, oom: type) -> None:
+        """Run one segment of a request on ``lane`` (its inputs are ready); errors go to ``st.error``."""
+        try:
+            if st.error is None:
+                try:
+                    if self._host_only:
+                        vals = st.vals
+                        outs = s.compiled.fn(*[vals[k] for k in s.in_slots])
+                    else:
+                        outs = s.compiled.fn(*[self._fetch(st, k, lane) for k in s.in_slots])
+                    if lane.is_cuda:
+                        self._after_cuda(st, s, lane, outs)
+                except oom as e:
+                    outs = self._oom(st, s, lane, e)
+                for k, v in zip(s.out_slots, outs):
+                    st.vals[k] = v
+        except BaseException as e:  # noqa: BLE001 - reported to the caller with the segment named
+            if st.error is None:
+                err = e if isinstance(e, SegmentError) else SegmentError(f"{s.info.describe()} failed: {type(e).__name__}: {e}")
+                if err is not e:
+                    err.__cause__ = e
+                st.error = err
+        if s.last_on_lane:
+            st.t_end = max(st.t_end, time.perf_counter())
 
     def _after_cuda(self, st: _Request, s: _Seg, lane: _Lane, outs: tuple) -> None:
         import torch
@@ -602,8 +911,11 @@ class HybridEngine:
         return outs
 
     def _collect(self, st: _Request) -> Any:
-        for lane in self.used_lanes:
-            st.lane_done[lane].acquire()
+        self._sync.step(None, -1, -1, st, self._done_waits, spin=False)  # a thread of its own: sleep, never spin
+        self._forget(st)
+        return self._outputs(st)
+
+    def _outputs(self, st: _Request) -> Any:
         if st.error is not None:
             raise st.error
         flat = []
@@ -638,7 +950,7 @@ class HybridEngine:
             try:
                 eng = HybridEngine(self.module, ex, self.plan, self.device_map_raw, processors=self.processors,
                                    oom_fallback=self.oom_fallback, fast_bindings=self._fast_bindings,
-                                   inference_mode=self.inference_mode)
+                                   inference_mode=self.inference_mode, spin_us=self.spin_us, caller_runs=self.caller_runs)
             except PlanError as e:
                 raise PlanError(f"at batch x{factor} the exported graph has other op names than the plan's: {e}") from None
             self._batch_engines[factor] = eng
