@@ -116,6 +116,7 @@ class FitData:
     config_label: list[str]
     config_threads: np.ndarray
     numel: np.ndarray | None = None   # output elements per op (the intra-op grain gate); None: not known
+    conv_wbytes: np.ndarray | None = None   # weight bytes of convolutions with FLOPs, 0 for other ops
 
     @classmethod
     def from_frame(cls, df: Any, processor: str = "cpu", depthwise_sizes: Sequence[int] = DEPTHWISE_SIZES,
@@ -149,7 +150,9 @@ class FitData:
                    config=config, config_e2e=np.array([float(e2e_ms.get(k, math.nan)) for k in cfg_keys]),
                    config_label=[f"{m} b{b} t{t}" for (_, m, b, t) in cfg_keys],
                    config_threads=np.array([float(k[3]) for k in cfg_keys]),
-                   numel=np.array([float(math.prod(s)) if s else 0.0 for s in shapes]))
+                   numel=np.array([float(math.prod(s)) if s else 0.0 for s in shapes]),
+                   conv_wbytes=np.where(ops["op_type"].str.contains("conv").to_numpy(bool) & (flops > 0),
+                                        ops["weight_bytes"].to_numpy(float), 0.0))
 
 
 @dataclass
@@ -175,6 +178,7 @@ class ProcessorFit:
     parallel_overhead_ms: float = 0.0   # extra per op when running on more than one thread
     parallel_min_numel: float = 0.0     # ops with fewer output elements run on one thread (0: no gate)
     serial_slowdown: float = 0.0        # such ops on a lane of more threads run this much slower (needs the gate)
+    conv_weight_ms_per_byte: float = 0.0   # per-call weight reorder of convolutions (0: none)
 
     def predict(self, d: FitData) -> np.ndarray:
         return _predict(d, self)
@@ -222,6 +226,8 @@ def _predict(d: FitData, f: ProcessorFit) -> np.ndarray:
         ovh = f.overhead_ms
     if f.parallel_overhead_ms > 0:
         ovh = ovh + f.parallel_overhead_ms * (d.threads > 1)
+    if f.conv_weight_ms_per_byte > 0 and d.conv_wbytes is not None:
+        ovh = ovh + f.conv_weight_ms_per_byte * d.conv_wbytes
     return np.maximum(c, m) + f.unhidden_frac * np.minimum(c, m) + ovh
 
 
@@ -229,7 +235,8 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
                   init: ProcessorFit | None = None, fit_cache: bool = True,
                   aux_rate_cap: float | None = None, bw_floor_gbps: float | None = None,
                   op_overheads: bool = False, parallel_overhead: bool = False,
-                  parallel_min_numel: float = 0.0, serial_slowdown: bool = False) -> ProcessorFit:
+                  parallel_min_numel: float = 0.0, serial_slowdown: bool = False,
+                  conv_weight: bool = False) -> ProcessorFit:
     """Least-squares fit of the cost-model parameters of one processor to its op and e2e rows.
 
     ``fit_cache``: fit the two-level memory (cache size and cache bandwidth besides the DRAM bandwidth);
@@ -247,7 +254,8 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     get no parallel speedup), held fixed in this fit (:func:`fit_parallel_grain` estimates it). ``serial_slowdown``: fit
     the slowdown of an op's serial share ``1 - w / (w + q)`` on more than one thread (the speedup becomes
     ``(1 + (S(n) - 1) * share) / (1 + serial_slowdown * (1 - share))``; the lane's idle intra-op workers
-    compete with the thread that runs the serial part)."""
+    compete with the thread that runs the serial part). ``conv_weight``: fit an extra time per weight byte of
+    every convolution with FLOPs (``conv_weight_us_per_kb``: a per-call weight reorder)."""
     from scipy.optimize import least_squares
 
     with_flops = d.flops > 0
@@ -337,7 +345,8 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     ovh_keys = [k for k in all_keys if k != "default"] if op_overheads else []
     x0 += [math.log(max(init.parallel_overhead_ms, 1e-4)) if init is not None else math.log(1e-3)]
     x0 += [x0[len(all_keys) + 3]] * len(ovh_keys)     # start at the common overhead
-    x0 += [init.serial_slowdown if init is not None else 0.05]   # last: fits without it draw the same start
+    x0 += [init.serial_slowdown if init is not None else 0.05]   # fits without it draw the same start
+    x0 += [math.log(max(init.conv_weight_ms_per_byte, 1e-12)) if init is not None else math.log(1e-7)]   # last
     x0 = np.array(x0, dtype=float)
     nk = len(all_keys)
     na = len(aux_keys)
@@ -367,6 +376,8 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
     j_ser = j_ovh + len(ovh_keys)
     lo[j_ovh:j_ser], hi[j_ovh:j_ser] = math.log(1e-6), math.log(10.0)     # per-key overheads, ms
     lo[j_ser], hi[j_ser] = 0.0, 1.0                                     # serial slowdown below the grain
+    j_cw = j_ser + 1
+    lo[j_cw], hi[j_cw] = math.log(1e-12), math.log(1e-4)                # conv weight reorder, ms per byte
     lo[nk + 3], hi[nk + 3] = math.log(1e-6), math.log(10.0)             # overhead ms
     lo[nk + 4], hi[nk + 4] = _logit(0.01), _logit(0.999)                 # parallel fraction
     lo[nk + 5], hi[nk + 5] = _logit(0.001), _logit(0.999)                # unhidden
@@ -408,7 +419,8 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
                                                         for i, k in enumerate(ovh_keys)}),
                             parallel_overhead_ms=float(math.exp(x[j_pov])) if (vary_p and parallel_overhead) else 0.0,
                             parallel_min_numel=float(parallel_min_numel) if vary_p else 0.0,
-                            serial_slowdown=float(x[j_ser]) if (vary_p and serial_slowdown) else 0.0)
+                            serial_slowdown=float(x[j_ser]) if (vary_p and serial_slowdown) else 0.0,
+                            conv_weight_ms_per_byte=float(math.exp(x[j_cw])) if conv_weight else 0.0)
 
     def residuals(x: np.ndarray) -> np.ndarray:
         f = unpack(x)
@@ -429,6 +441,8 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
         active[j_pov] = False
     if not (vary_p and serial_slowdown):
         active[j_ser] = False
+    if not conv_weight:
+        active[j_cw] = False
     if not fit_cache:
         active[j_cache:j_cache + 2] = False
     if na:
@@ -590,7 +604,8 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
               min_type_rows: int = 3, trace_files: Sequence[str] = (), stat: str = "median",
               max_spread: float | None = None, threads: Sequence[int] | None = None,
               conv_classes: bool = False, op_overheads: bool = True, parallel_overhead: bool = True,
-              handoff: Mapping[str, Any] | None = None, parallel_grain: bool = False) -> CalibrationResult:
+              handoff: Mapping[str, Any] | None = None, parallel_grain: bool = False,
+              conv_weight: bool = False) -> CalibrationResult:
     """Fit a profile to the traces in ``df`` (from :func:`sparoa_env.traces.read_traces`).
 
     ``stat``: ``median`` or ``p10`` of the repeats. ``max_spread``: passes whose end-to-end spread
@@ -606,7 +621,9 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     fitted to them (:func:`fit_handoff_latency`) instead of taken from the hand-off micro-benchmark, which
     leaves out the worker wake-ups a real lane switch costs. ``parallel_grain``: with several thread counts,
     estimate the intra-op grain (``parallel_min_numel``: ops with fewer output elements get no parallel
-    speedup; :func:`fit_parallel_grain` on the ops timed at both thread counts) and hold it in the fit."""
+    speedup; :func:`fit_parallel_grain` on the ops timed at both thread counts) and hold it in the fit.
+    ``conv_weight``: fit ``conv_weight_us_per_kb``, extra time per kB of a convolution's weights on every call
+    (a per-call weight reorder; small convolutions' measured cost grows with their weight bytes)."""
     if stat not in _STAT_COLUMNS:
         raise ValueError(f"stat must be one of {list(_STAT_COLUMNS)}, got {stat!r}")
     if threads:
@@ -643,7 +660,7 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
                           aux_rate_cap=mm_per_core if mm_per_core == mm_per_core else None,
                           bw_floor_gbps=0.5 * copy_bw if copy_bw == copy_bw else None, op_overheads=op_overheads,
                           parallel_overhead=parallel_overhead, parallel_min_numel=grain,
-                          serial_slowdown=parallel_grain)
+                          serial_slowdown=parallel_grain, conv_weight=conv_weight)
     reports = {"cpu": fit_report(d_cpu, f_cpu)}
     if grain_rep is not None:
         reports["cpu"]["parallel_grain"] = grain_rep
@@ -694,6 +711,7 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
             **({"parallel_overhead_us": f_cpu.parallel_overhead_ms * 1e3} if f_cpu.parallel_overhead_ms > 0 else {}),
             **({"parallel_min_numel": f_cpu.parallel_min_numel} if f_cpu.parallel_min_numel > 0 else {}),
             **({"serial_slowdown": f_cpu.serial_slowdown} if f_cpu.serial_slowdown > 0 else {}),
+            **({"conv_weight_us_per_kb": f_cpu.conv_weight_ms_per_byte * 1e6} if f_cpu.conv_weight_ms_per_byte > 0 else {}),
             "half_efficiency_mflop": f_cpu.half_mflop, "op_efficiency": cpu_eff,
             "aux_efficiency": min(max(f_cpu.aux_rate / 1e6 / per_core, 1e-6), 1.0),
             "aux_op_efficiency": {k: min(max(v / 1e6 / per_core, 1e-6), 1.0) for k, v in f_cpu.aux_rates.items()},
@@ -735,6 +753,9 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
                                        "serial share of an op runs 1 + serial_slowdown times slower on more than one "
                                        "thread)"}
                    if f_cpu.serial_slowdown > 0 else {}),
+                **({"conv_weight_us_per_kb": src_fit + ": extra time per kB of a convolution's weight tensor on "
+                                             "every call (a per-call weight reorder)"}
+                   if f_cpu.conv_weight_ms_per_byte > 0 else {}),
                 "async_dispatch": "assumption: by construction of the executor, a CPU lane runs its ops on its own worker thread, which waits for each op",
                 "half_efficiency_mflop": src_fit, "op_efficiency": src_fit + " (FLOP/s per op type over peak)",
                 "aux_efficiency": (src_fit + " (elementwise op types not in aux_op_efficiency)"
@@ -799,6 +820,14 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
             f"{', '.join(rep_h['models'])}) so that the simulator matches them; the hand-off micro-benchmark "
             f"[{ref}] gave {d['transfer']['latency_us']:.1f} us")
         d["transfer"]["latency_us"] = lat_us
+        if rep_h["first_switch_us"] > 0:
+            d["transfer"]["first_switch_us"] = rep_h["first_switch_us"]
+            d["transfer"]["sources"]["first_switch_us"] = (
+                f"[handoff] fitted with latency_us to the same {rep_h['cases']} mixed-plan runs: paid once per "
+                "request, at its first hand-off between lanes")
+        else:
+            d["transfer"].pop("first_switch_us", None)
+            d["transfer"]["sources"].pop("first_switch_us", None)
         d["references"]["handoff"] = (f"sparoa fidelity measurements {handoff.get('_source', '<measured>')} of "
                                       f"machine {handoff.get('machine_id')}, taken {handoff.get('created_utc')}")
         profile = profile_from_dict(d, source=f"<calibrated {name}>")
@@ -808,11 +837,16 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
                              excluded=excluded, stat=stat, handoff=handoff_report)
 
 
-def fit_handoff_latency(profile: SocProfile, measured: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
+def fit_handoff_latency(profile: SocProfile, measured: Mapping[str, Any],
+                        first_switch: bool = True) -> tuple[float, dict[str, Any]]:
     """The transfer latency (us) that makes the simulator match measured mixed-plan runs (cases that use
-    more than one lane): minimises the mean squared log error over those cases (bounded scalar search).
-    The measurements must come from calibration models, never from the models a fidelity check holds out."""
-    from scipy.optimize import minimize_scalar
+    more than one lane), minimising the mean squared log error over those cases. With ``first_switch``
+    (the default) also the extra ``first_switch_us`` a request pays at its first hand-off between lanes
+    (measured on the 2-core VM: the first switch of a pass cost ~100-180 us, later ones 0-40 us, which one
+    price per hand-off cannot fit); it needs cases with different numbers of switches (``make_plans``
+    with k >= 4 gives 1 and 3). The report carries both. The measurements must come from calibration
+    models, never from the models a fidelity check holds out."""
+    from scipy.optimize import minimize, minimize_scalar
 
     from .graph import OpGraph
 
@@ -827,10 +861,13 @@ def fit_handoff_latency(profile: SocProfile, measured: Mapping[str, Any]) -> tup
         raise ValueError(f"{src}: field 'processors' is {list(measured['processors'])}, but the fitted profile has "
                          f"{list(profile.processor_names)}")
     d0 = profile.to_dict()
+    lat0 = float(d0["transfer"]["latency_us"])
+    first0 = float(d0["transfer"].get("first_switch_us", 0.0))
 
-    def err(lat_us: float) -> float:
-        d = dict(d0, transfer=dict(d0["transfer"], latency_us=float(lat_us)))
-        prof = profile_from_dict(d, source="<handoff fit>")
+    def err(lat_us: float, first_us: float = 0.0) -> float:
+        tr = dict(d0["transfer"], latency_us=float(lat_us), first_switch_us=float(first_us),
+                  sources=dict(d0["transfer"]["sources"], first_switch_us="assumption: being fitted"))
+        prof = profile_from_dict(dict(d0, transfer=tr), source="<handoff fit>")
         e = []
         for c in cases:
             p = with_lane_cores(prof, dict(c["lane_cores"]))
@@ -838,11 +875,19 @@ def fit_handoff_latency(profile: SocProfile, measured: Mapping[str, Any]) -> tup
             e.append(math.log(pred / float(c["measured_ms"])))
         return float(np.mean(np.square(e)))
 
-    sol = minimize_scalar(err, bounds=(0.0, 5000.0), method="bounded", options={"xatol": 0.5})
-    lat = float(sol.x)
-    return lat, {"latency_us": lat, "cases": len(cases), "models": sorted({c["model"] for c in cases}),
-                 "rms_log_error": math.sqrt(err(lat)),
-                 "rms_log_error_micro": math.sqrt(err(float(d0["transfer"]["latency_us"])))}
+    lat = float(minimize_scalar(err, bounds=(0.0, 5000.0), method="bounded", options={"xatol": 0.5}).x)
+    first = 0.0
+    if first_switch:
+        # start from the one-price fit (all of it on every hand-off) and let the optimiser split it
+        sol = minimize(lambda x: err(abs(x[0]), abs(x[1])), x0=[lat, 0.0], method="Nelder-Mead",
+                       options={"xatol": 0.2, "fatol": 1e-12, "maxiter": 400, "initial_simplex":
+                                [[lat, 0.0], [lat * 0.5 + 1.0, lat * 0.5 + 1.0], [lat * 0.25 + 1.0, lat + 1.0]]})
+        if sol.fun < err(lat):
+            lat, first = float(abs(sol.x[0])), float(abs(sol.x[1]))
+    return lat, {"latency_us": lat, "first_switch_us": first, "cases": len(cases),
+                 "models": sorted({c["model"] for c in cases}),
+                 "rms_log_error": math.sqrt(err(lat, first)),
+                 "rms_log_error_micro": math.sqrt(err(lat0, first0))}
 
 
 def _rows_text(rows: Mapping[str, int]) -> str:

@@ -50,7 +50,9 @@ background load:
 * ``fixed_ms = fixed_overhead_us / 1000``: device-side per-op time (kernel start/tail, fork/join); a
   profile with ``op_fixed_overhead_us`` gives FLOP-bearing ops of the types it lists (looked up like
   ``eff``, class suffixes included) their own value; a lane with more than one core in the mode adds
-  ``parallel_overhead_us`` (thread-pool fork/join; absent = 0).
+  ``parallel_overhead_us`` (thread-pool fork/join; absent = 0); with ``conv_weight_us_per_kb`` (profile-gated,
+  absent = 0) a convolution with FLOPs adds ``weight_bytes / 1e3 * conv_weight_us_per_kb`` us (a per-call
+  weight reorder).
 * ``host_ms = launch_overhead_us / 1000 * (f_host_max / f_host_mode) ** host_freq_exponent``: time the
   host (Python dispatch) thread spends issuing the op, on ``cost_rules.host_processor``'s clock. For a
   processor with ``async_dispatch`` (GPU stream, NPU queue) the host goes on after issuing; for the CPU
@@ -167,6 +169,7 @@ class CostModel:
         self._unhidden = profile.cost_rules.unhidden_frac
         t = profile.transfer
         self._xfer_latency_ms = t.latency_us / 1e3
+        self.first_switch_ms = t.first_switch_us / 1e3  # paid once per request by its first cross-lane hand-off
         self._xfer_bytes_per_ms = t.bandwidth_gbps * 1e6
         self._host = profile.processor_index(profile.cost_rules.host_processor)
         self._modes: dict[str, tuple[_ProcState, ...]] = {}
@@ -296,7 +299,7 @@ class CostModel:
         par_g = (np.ones((n, P)) if any(p.parallel_half_mflop > 0 or p.parallel_min_numel > 0 or p.serial_slowdown > 0
                                          for p in self.processors) else None)
         host = np.zeros(P)
-        per_op_fixed = any(p.op_fixed_overhead_us for p in self.processors)
+        per_op_fixed = any(p.op_fixed_overhead_us or p.conv_weight_us_per_kb > 0 for p in self.processors)
         fixed = np.zeros((n, P)) if per_op_fixed else np.zeros(P)
         for j, spec in enumerate(self.processors):
             cache: dict[tuple[str, bool], float] = {}
@@ -352,8 +355,12 @@ class CostModel:
                                                     default=spec.fixed_overhead_us) if fl > 0
                                         else spec.fixed_overhead_us
                                         for nd, v, fl in zip(nodes, variants, flops)]) / 1e3
+            elif fixed.ndim == 2:
+                fixed[:, j] = spec.fixed_overhead_us / 1e3
             else:
                 fixed[j] = spec.fixed_overhead_us / 1e3
+            if spec.conv_weight_us_per_kb > 0:   # per-call weight reorder of convolutions (profile-gated)
+                fixed[:, j] += np.where(is_conv & (flops > 0), f["weight_bytes"] / 1e3 * spec.conv_weight_us_per_kb / 1e3, 0.0)
         base = {"compute_ms_max": compute, "traffic_bytes": traffic, "cache_ms": cache_ms, "host_ms_max": host,
                 "fixed_ms": fixed, "depthwise": depthwise, "par_g": par_g}
         if len(self._base_cache) > 256:

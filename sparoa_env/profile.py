@@ -114,6 +114,9 @@ class ProcessorSpec:
     (optional, measured profiles; 0 when absent): on a lane of more than one core, the serial share of an op
     (``1 - w / (w + parallel_half_mflop * 1e6)``, all of it below the grain) runs ``1 + serial_slowdown``
     times slower than on one core (the lane's idle intra-op workers compete with the thread that runs it).
+    ``conv_weight_us_per_kb`` (optional, measured profiles; 0 when absent): every convolution with FLOPs pays
+    this much extra fixed time per kB (1e3 bytes) of its weight tensor, on every call (a per-call weight
+    reorder into the kernel library's blocked layout).
     """
 
     name: str
@@ -143,6 +146,7 @@ class ProcessorSpec:
     parallel_overhead_us: float = 0.0
     parallel_min_numel: float = 0.0
     serial_slowdown: float = 0.0
+    conv_weight_us_per_kb: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -177,12 +181,18 @@ class TransferSpec:
     ``kind="unified"``: one DRAM (Jetson, Intel SoCs); a handoff costs a synchronisation plus cache
     maintenance or an on-DRAM copy: ``latency_us + bytes / bandwidth_gbps``. ``kind="pcie"``: a discrete
     device; the same formula with PCIe latency and bandwidth.
+
+    ``first_switch_us`` (optional, measured profiles; absent = 0): extra time paid once per request by
+    its first hand-off between lanes (an executor's first cross-lane hand-off of a pass wakes the other
+    lane's worker and meets cold caches; later ones within the pass find it awake). Fitted by
+    ``sparoa calibrate --handoff``.
     """
 
     kind: str
     latency_us: float
     bandwidth_gbps: float
     sources: dict[str, str]
+    first_switch_us: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -283,7 +293,7 @@ class SocProfile:
                             for k, m in self.power_modes.items()},
             "default_power_mode": self.default_power_mode,
             "memory": _plain_to_dict(self.memory),
-            "transfer": _plain_to_dict(self.transfer),
+            "transfer": _transfer_to_dict(self.transfer),
             "thermal": _plain_to_dict(self.thermal),
             "power": _plain_to_dict(self.power),
             "cost_rules": _plain_to_dict(self.cost_rules),
@@ -304,6 +314,14 @@ def _plain_to_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
+def _transfer_to_dict(t: TransferSpec) -> dict[str, Any]:
+    d = _plain_to_dict(t)
+    if not t.first_switch_us:   # optional: absent unless a calibration fitted it (and its source with it)
+        del d["first_switch_us"]
+        d["sources"] = {k: v for k, v in d["sources"].items() if k != "first_switch_us"}
+    return d
+
+
 def _processor_to_dict(p: ProcessorSpec) -> dict[str, Any]:
     d = _plain_to_dict(p)
     if not p.op_fixed_overhead_us:   # optional: absent unless a calibration fitted it
@@ -314,7 +332,9 @@ def _processor_to_dict(p: ProcessorSpec) -> dict[str, Any]:
         del d["parallel_min_numel"]
     if not p.serial_slowdown:
         del d["serial_slowdown"]
-    for k in ("parallel_min_numel", "serial_slowdown"):   # a dropped optional field takes its source along
+    if not p.conv_weight_us_per_kb:
+        del d["conv_weight_us_per_kb"]
+    for k in ("parallel_min_numel", "serial_slowdown", "conv_weight_us_per_kb"):   # a dropped optional field takes its source along
         if k not in d and isinstance(d.get("sources"), dict):
             d["sources"] = {kk: v for kk, v in d["sources"].items() if kk != k}
     d["sparsity"] = {k: _plain_to_dict(c) for k, c in p.sparsity.items()}
@@ -386,6 +406,7 @@ def profile_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> SocProfil
     tr = r.child("transfer")
     transfer = TransferSpec(kind=tr.choice("kind", ("unified", "pcie")), latency_us=tr.number("latency_us", lo=0),
                             bandwidth_gbps=tr.number("bandwidth_gbps", lo=0, lo_open=True),
+                            first_switch_us=(tr.number("first_switch_us", lo=0) if "first_switch_us" in tr.d else 0.0),
                             sources=tr.sources(references))
     th = r.child("thermal")
     thermal = ThermalSpec(ambient_c=th.number("ambient_c", lo=-50, hi=80),
@@ -459,6 +480,7 @@ def _read_processor(pd: Any, i: int, source: str, references: dict[str, str]) ->
         parallel_overhead_us=(r.number("parallel_overhead_us", lo=0) if "parallel_overhead_us" in r.d else 0.0),
         parallel_min_numel=(r.number("parallel_min_numel", lo=0) if "parallel_min_numel" in r.d else 0.0),
         serial_slowdown=(r.number("serial_slowdown", lo=0) if "serial_slowdown" in r.d else 0.0),
+        conv_weight_us_per_kb=(r.number("conv_weight_us_per_kb", lo=0) if "conv_weight_us_per_kb" in r.d else 0.0),
         sources=r.sources(references, exempt=("sparsity",)),  # each curve carries its own source
     )
     r.done()

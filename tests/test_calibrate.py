@@ -528,6 +528,39 @@ def test_handoff_latency_fit_recovers_the_simulators_own_latency(truth, tmp_path
         fit_handoff_latency(res.profile, single)
 
 
+def test_handoff_fit_recovers_a_first_switch_cost_and_the_default_profiles_have_none(truth):
+    """Mixed plans with 1, 3 and 5 switches made by the simulator with a known per-hand-off latency and a
+    first-switch extra: the two-parameter fit recovers both; without the field, predictions are unchanged."""
+    from sparoa_env.calibrate import fit_handoff_latency, make_plans, simulate_latency_ms
+    from sparoa_env.profile import profile_from_dict
+
+    prof, graphs = truth
+    res = calibrate(pd.DataFrame(synthetic_rows(prof, graphs)), name="handoff2", cpu_lanes=2)
+    d = res.profile.to_dict()
+    assert "first_switch_us" not in d["transfer"]  # optional: absent unless fitted
+    d["transfer"]["latency_us"] = 12.0
+    d["transfer"]["first_switch_us"] = 110.0
+    d["transfer"]["sources"]["first_switch_us"] = "assumption: test"
+    true = profile_from_dict(d, source="<true first switch>")
+    assert true.transfer.first_switch_us == 110.0
+    assert profile_from_dict(true.to_dict(), source="<round trip>").to_dict() == true.to_dict()
+    g = graphs[1]
+    plans = make_plans(g, ("cpu0", "cpu1"), ("cpu", "cpu"), 4)
+    lanes = dict(plans)["mixed-2"]
+    one_switch = simulate_latency_ms(with_lane_cores(true, {"cpu0": 1, "cpu1": 1}), g, lanes, "fidelity")
+    d0 = dict(d, transfer=dict(d["transfer"], first_switch_us=0.0))
+    no_extra = simulate_latency_ms(with_lane_cores(profile_from_dict(d0, source="<no extra>"), {"cpu0": 1, "cpu1": 1}),
+                                   g, lanes, "fidelity")
+    assert one_switch - no_extra == pytest.approx(0.110, abs=1e-9)  # paid once, not per hand-off
+    m = _measured(g, plans)
+    for c in m["cases"]:
+        c["measured_ms"] = simulate_latency_ms(with_lane_cores(true, c["lane_cores"]), g, c["lane_of"], "fidelity")
+    lat, rep = fit_handoff_latency(res.profile, m)
+    assert lat == pytest.approx(12.0, abs=1.0) and rep["first_switch_us"] == pytest.approx(110.0, abs=2.0)
+    lat1, rep1 = fit_handoff_latency(res.profile, m, first_switch=False)
+    assert rep1["first_switch_us"] == 0.0 and rep1["rms_log_error"] > rep["rms_log_error"]
+
+
 def test_identity_fit_recovers_per_type_overheads(truth):
     """Synthetic traces from a profile whose convolutions pay 25 us per op and GEMMs 3 us (the rest the
     common fixed overhead): the fit gets both back; a profile without the field is priced as before."""
@@ -633,3 +666,43 @@ def test_identity_fit_recovers_the_parallel_grain_and_serial_slowdown(truth):
     assert fit_parallel_grain(numel, np.ones(8), np.full(8, 0.7))[0] == 0.0
     assert fit_parallel_grain(numel, np.ones(8), np.r_[np.full(4, 1.1), np.full(4, 0.6)])[0] == pytest.approx(
         math.sqrt(8e3 * 1.6e4))
+
+
+def test_identity_fit_recovers_the_conv_weight_term(truth):
+    """Synthetic traces from a profile whose convolutions pay 0.05 us per kB of weights on every call
+    (``conv_weight_us_per_kb``): ``conv_weight=True`` gets it back and the same latencies; the default fit
+    has no such field, and a profile without it (or with 0) prices every op exactly as before."""
+    from sparoa_env.profile import profile_from_dict
+
+    prof, graphs = truth
+    d = prof.to_dict()
+    cpu = d["processors"][0]
+    cpu["conv_weight_us_per_kb"] = 0.05
+    cpu["sources"]["conv_weight_us_per_kb"] = "assumption: identity-test truth"
+    cw_truth = profile_from_dict(d, source="<conv weight truth>")
+    # the term is there: a convolution with weights costs more than under the plain profile, nothing else moves
+    g = graphs[0]
+    a = CostModel(prof).op_costs(g, prof.default_power_mode)
+    b = CostModel(cw_truth).op_costs(g, prof.default_power_mode)
+    conv = np.array([n.op_type == "aten.convolution" and n.flops > 0 for n in g.nodes])
+    np.testing.assert_allclose(b.fixed_ms[conv, 0] - a.fixed_ms[conv, 0],
+                               np.array([n.weight_bytes for n in g.nodes])[conv] / 1e3 * 0.05 / 1e3, rtol=1e-12)
+    np.testing.assert_array_equal(b.fixed_ms[~conv, 0], a.fixed_ms[~conv, 0])
+    np.testing.assert_array_equal(b.compute_ms, a.compute_ms)
+    df = pd.DataFrame(synthetic_rows(cw_truth, graphs))
+    res = calibrate(df, name="identity-cw", conv_weight=True)
+    fit = res.profile.processors[0]
+    assert fit.conv_weight_us_per_kb == pytest.approx(0.05, rel=2e-2)
+    assert res.reports["cpu"]["e2e_max_abs_error"] < 1e-2
+    assert profile_from_dict(res.profile.to_dict()).processors[0].conv_weight_us_per_kb == fit.conv_weight_us_per_kb
+    # opt-in: the default fit has no such field; a profile with 0 is priced exactly like one without it
+    plain = calibrate(df, name="identity-no-cw").profile.processors[0]
+    assert plain.conv_weight_us_per_kb == 0.0
+    assert "conv_weight_us_per_kb" in res.profile.to_dict()["processors"][0]["sources"]
+    d0 = prof.to_dict()
+    d0["processors"][0]["conv_weight_us_per_kb"] = 0.0
+    d0["processors"][0]["sources"]["conv_weight_us_per_kb"] = "assumption: none"
+    zero = profile_from_dict(d0, source="<zero cw>")
+    assert "conv_weight_us_per_kb" not in zero.to_dict()["processors"][0]
+    z = CostModel(zero).op_costs(g, prof.default_power_mode)
+    assert np.array_equal(a.fixed_ms, z.fixed_ms) and np.array_equal(a.compute_ms, z.compute_ms)

@@ -42,6 +42,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="fit the intra-op grain (elementwise ops with fewer output elements get no parallel "
                              "speedup) and the slowdown of an op's serial share on several threads (off by default: "
                              "it did not improve the held-out fidelity here, see docs/calibration.md)")
+    parser.add_argument("--conv-weight", action="store_true",
+                        help="fit an extra per-call time per weight byte of every convolution (conv_weight_us_per_kb; "
+                             "off by default: it did not improve the held-out fidelity here, see docs/calibration.md)")
     parser.add_argument("--no-op-overheads", action="store_true",
                         help="one per-op overhead for every op instead of one per FLOP-bearing op type")
     parser.add_argument("--handoff", default=None,
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                     threads=[int(x) for x in args.threads.split(",")] if args.threads else None,
                     handoff=load_measured(args.handoff) if args.handoff else None,
                     conv_classes=args.conv_classes, op_overheads=not args.no_op_overheads,
-                    parallel_grain=args.parallel_grain)
+                    parallel_grain=args.parallel_grain, conv_weight=args.conv_weight)
     out.parent.mkdir(parents=True, exist_ok=True)
     res.profile.save(out)
     if args.json:
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if res.handoff:
         h = res.handoff
         print(f"lane hand-off latency fitted to {h['cases']} mixed-plan runs ({', '.join(h['models'])}): "
-              f"{h['latency_us']:.1f} us (rms log error {h['rms_log_error']:.3f}; with the micro-benchmark's "
+              f"{h['latency_us']:.1f} us per hand-off + {h.get('first_switch_us', 0.0):.1f} us at a request's first "
+              f"(rms log error {h['rms_log_error']:.3f}; with the micro-benchmark's "
               f"value {h['rms_log_error_micro']:.3f})")
     if res.noise:
         n = res.noise

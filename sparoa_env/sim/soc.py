@@ -129,6 +129,8 @@ class SocSimulator:
         self.end = [math.nan] * (R * N)           # finish time, NaN until finished
         self.sinks_left = [self.n_sinks] * R
         self.req_out_ready = [0.0] * R
+        self.switched = [False] * R               # has the request had a hand-off between lanes yet
+        self.first_switch_ms = getattr(self.cm, "first_switch_ms", 0.0)  # cost models without the term: 0
         self.req_done_ms = [math.nan] * R
         self.n_done = 0
         self.req_dispatched = [0] * R
@@ -272,6 +274,9 @@ class SocSimulator:
             for src in range(self.n_lanes):
                 if src != lane and xfer_bytes[src] > 0:
                     xfer += self.cm.transfer_ms(xfer_bytes[src], src, lane)
+            if self.first_switch_ms and self.in_edges[i] and not self.switched[r]:
+                self.switched[r] = True  # the request's first hand-off between lanes (profile's first_switch_us)
+                xfer += self.first_switch_ms
         if xfer > 0:
             self.handing_off[lane] = True
             self.head[lane] = head + (xfer,)
