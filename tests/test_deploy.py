@@ -148,12 +148,18 @@ def test_own_share_is_subtracted_per_core():
 
 
 # ------------------------------------------------------------------------------------------------ re-planning
-def test_lane_load_flip_makes_the_policy_replan(toy, replanner, scripted):
+
+def _deployment(toy, replanner, **kw):
+    """Scripted telemetry, the live state read through it, and a Deployment of the toy model on DMAP."""
     module, inputs, program = toy
     tel = ScriptedTelemetry()
     specs = parse_device_map(DMAP, PROCS, check=[])
     live = D.LiveHardwareState([specs[p] for p in PROCS], tel)
-    dep = D.Deployment(module, inputs, replanner, live, device_map=DMAP, persist=2, interval_ms=1e6, warmup=1, program=program)
+    return tel, live, D.Deployment(module, inputs, replanner, live, device_map=DMAP, program=program, **kw)
+
+
+def test_lane_load_flip_makes_the_policy_replan(toy, replanner, scripted):
+    tel, live, dep = _deployment(toy, replanner, persist=2, interval_ms=1e6, warmup=1)
     try:
         dep.start(settle_ms=0)
         assert set(dep.plans[dep.current_plan].placement.values()) == {"cpu0"}
@@ -174,11 +180,7 @@ def test_lane_load_flip_makes_the_policy_replan(toy, replanner, scripted):
 
 
 def test_fixed_mode_never_replans(toy, replanner, scripted):
-    module, inputs, program = toy
-    tel = ScriptedTelemetry()
-    specs = parse_device_map(DMAP, PROCS, check=[])
-    live = D.LiveHardwareState([specs[p] for p in PROCS], tel)
-    dep = D.Deployment(module, inputs, replanner, live, device_map=DMAP, replan=False, persist=1, interval_ms=1e6, warmup=0, program=program)
+    tel, live, dep = _deployment(toy, replanner, replan=False, persist=1, interval_ms=1e6, warmup=0)
     try:
         dep.start(settle_ms=0, initial=D.quiet_state(2))
         tel.util[:2] = [1.0, 0.0]
@@ -191,10 +193,7 @@ def test_fixed_mode_never_replans(toy, replanner, scripted):
 
 def test_swaps_serve_every_request_once_with_eager_outputs(toy, replanner, scripted):
     module, inputs, program = toy
-    tel = ScriptedTelemetry()
-    specs = parse_device_map(DMAP, PROCS, check=[])
-    live = D.LiveHardwareState([specs[p] for p in PROCS], tel)
-    dep = D.Deployment(module, inputs, replanner, live, device_map=DMAP, persist=1, interval_ms=1e6, warmup=1, program=program)
+    tel, live, dep = _deployment(toy, replanner, persist=1, interval_ms=1e6, warmup=1)
     g = torch.Generator().manual_seed(0)
     reqs = [tuple(torch.randn(x.shape, generator=g) for x in inputs) for _ in range(24)]
     stop = threading.Event()
