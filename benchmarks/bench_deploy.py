@@ -1,7 +1,7 @@
 """Deployment benchmark: re-planning from live telemetry against the fixed (quiet-state) plan, under real,
 injected background load (prints figures; no assertions).
 
-    flock -x /tmp/lead/cpu.lock .venv/bin/python benchmarks/bench_deploy.py            # ~1.5 min
+    .venv/bin/python benchmarks/bench_deploy.py            # ~1.5 min; run it on an otherwise idle machine
     .venv/bin/python benchmarks/bench_deploy.py --model resnet18 --rate 8 --rounds 1 --out /tmp/deploy.json
 
 Both modes serve the same request stream (Poisson arrivals, same seed) under the same injection schedule: a

@@ -1,6 +1,6 @@
 """Run every benchmark that prints the README's figures, one after another (``make bench``).
 
-    python benchmarks/run_all.py [--quick] [--only env_speed,engine,loom,rollout,fidelity,readme_figures]
+    python benchmarks/run_all.py [--quick] [--only env_speed,engine,deploy,loom,rollout,fidelity,readme_figures]
 
 Each benchmark is its own script (run it alone for its options). Timings are only comparable within one
 run on one machine: every benchmark compares ratios measured in the same run. The fidelity benchmark
@@ -19,13 +19,15 @@ HERE = Path(__file__).resolve().parent
 BENCHES = {
     "env_speed": ["bench_env_speed.py"],
     "engine": ["bench_engine.py"],
+    "deploy": ["bench_deploy.py"],
     "loom": ["bench_loom.py"],
     "rollout": ["bench_rollout_ray.py"],
     "readme_figures": ["readme_figures.py"],
     "fidelity": ["fidelity.py"],
 }
-QUICK = {"env_speed": ["--steps", "5000"], "engine": ["--quick"], "rollout": ["--steps", "1000"]}
-DEFAULT = ("env_speed", "engine", "loom", "rollout", "readme_figures")
+QUICK = {"env_speed": ["--steps", "5000"], "engine": ["--quick"], "rollout": ["--steps", "1000"],
+         "deploy": ["--rounds", "1"]}
+DEFAULT = ("env_speed", "engine", "deploy", "loom", "rollout", "readme_figures")
 
 
 def main(argv=None) -> int:
