@@ -110,4 +110,3 @@ def token_attention(batch: int = 1):
     return _seeded(TokenAttention), (torch.randn(batch, 24, 20, generator=_gen()),)
 
 
-ALL = ("plain_cnn", "separable_net", "gelu_mlp", "token_attention")

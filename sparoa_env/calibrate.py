@@ -820,14 +820,10 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
             f"{', '.join(rep_h['models'])}) so that the simulator matches them; the hand-off micro-benchmark "
             f"[{ref}] gave {d['transfer']['latency_us']:.1f} us")
         d["transfer"]["latency_us"] = lat_us
-        if rep_h["first_switch_us"] > 0:
-            d["transfer"]["first_switch_us"] = rep_h["first_switch_us"]
-            d["transfer"]["sources"]["first_switch_us"] = (
-                f"[handoff] fitted with latency_us to the same {rep_h['cases']} mixed-plan runs: paid once per "
-                "request, at its first hand-off between lanes")
-        else:
-            d["transfer"].pop("first_switch_us", None)
-            d["transfer"]["sources"].pop("first_switch_us", None)
+        d["transfer"]["first_switch_us"] = rep_h["first_switch_us"]  # 0: dropped from the written profile
+        d["transfer"]["sources"]["first_switch_us"] = (
+            f"[handoff] fitted with latency_us to the same {rep_h['cases']} mixed-plan runs: paid once per "
+            "request, at its first hand-off between lanes")
         d["references"]["handoff"] = (f"sparoa fidelity measurements {handoff.get('_source', '<measured>')} of "
                                       f"machine {handoff.get('machine_id')}, taken {handoff.get('created_utc')}")
         profile = profile_from_dict(d, source=f"<calibrated {name}>")

@@ -314,29 +314,25 @@ def _plain_to_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
-def _transfer_to_dict(t: TransferSpec) -> dict[str, Any]:
-    d = _plain_to_dict(t)
-    if not t.first_switch_us:   # optional: absent unless a calibration fitted it (and its source with it)
-        del d["first_switch_us"]
-        d["sources"] = {k: v for k, v in d["sources"].items() if k != "first_switch_us"}
+def _without_unset(d: dict[str, Any], obj: Any, optional: tuple[str, ...]) -> dict[str, Any]:
+    """``d`` without the optional fields that ``obj`` leaves unset (0 or empty): they are absent unless a
+    calibration fitted them, and a dropped field takes its source along (a source without its field fails
+    to load)."""
+    unset = {k for k in optional if not getattr(obj, k)}
+    for k in unset:
+        del d[k]
+    if unset and isinstance(d.get("sources"), dict):
+        d["sources"] = {k: v for k, v in d["sources"].items() if k not in unset}
     return d
 
 
+def _transfer_to_dict(t: TransferSpec) -> dict[str, Any]:
+    return _without_unset(_plain_to_dict(t), t, ("first_switch_us",))
+
+
 def _processor_to_dict(p: ProcessorSpec) -> dict[str, Any]:
-    d = _plain_to_dict(p)
-    if not p.op_fixed_overhead_us:   # optional: absent unless a calibration fitted it
-        del d["op_fixed_overhead_us"]
-    if not p.parallel_overhead_us:
-        del d["parallel_overhead_us"]
-    if not p.parallel_min_numel:
-        del d["parallel_min_numel"]
-    if not p.serial_slowdown:
-        del d["serial_slowdown"]
-    if not p.conv_weight_us_per_kb:
-        del d["conv_weight_us_per_kb"]
-    for k in ("parallel_min_numel", "serial_slowdown", "conv_weight_us_per_kb"):   # a dropped optional field takes its source along
-        if k not in d and isinstance(d.get("sources"), dict):
-            d["sources"] = {kk: v for kk, v in d["sources"].items() if kk != k}
+    d = _without_unset(_plain_to_dict(p), p, ("op_fixed_overhead_us", "parallel_overhead_us", "parallel_min_numel",
+                                               "serial_slowdown", "conv_weight_us_per_kb"))
     d["sparsity"] = {k: _plain_to_dict(c) for k, c in p.sparsity.items()}
     return d
 

@@ -27,11 +27,13 @@ class FakeCosts:
 @dataclass
 class FakeSoc:
     """CPU (synchronous worker) + GPU (async stream). Per-op device time ``dev_ms[lane]``, host cost
-    ``host_ms[lane]``, hand-off ``xfer_ms`` per cross-lane transfer, power ``busy_w`` per busy lane."""
+    ``host_ms[lane]``, hand-off ``xfer_ms`` per cross-lane transfer (plus ``first_switch_ms`` at a request's
+    first), power ``busy_w`` per busy lane."""
 
     dev_ms: tuple[float, float] = (2.0, 1.0)
     host_ms: tuple[float, float] = (0.01, 0.02)
     xfer_ms: float = 0.05
+    first_switch_ms: float = 0.0
     idle_w: float = 1.0
     busy_w: tuple[float, float] = (2.0, 4.0)
     modes: dict = field(default_factory=lambda: {"FAST": 1.0, "SLOW": 0.5})

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if res.handoff:
         h = res.handoff
         print(f"lane hand-off latency fitted to {h['cases']} mixed-plan runs ({', '.join(h['models'])}): "
-              f"{h['latency_us']:.1f} us per hand-off + {h.get('first_switch_us', 0.0):.1f} us at a request's first "
+              f"{h['latency_us']:.1f} us per hand-off + {h['first_switch_us']:.1f} us at a request's first "
               f"(rms log error {h['rms_log_error']:.3f}; with the micro-benchmark's "
               f"value {h['rms_log_error_micro']:.3f})")
     if res.noise:

@@ -130,7 +130,7 @@ class SocSimulator:
         self.sinks_left = [self.n_sinks] * R
         self.req_out_ready = [0.0] * R
         self.switched = [False] * R               # has the request had a hand-off between lanes yet
-        self.first_switch_ms = getattr(self.cm, "first_switch_ms", 0.0)  # cost models without the term: 0
+        self.first_switch_ms = self.cm.first_switch_ms
         self.req_done_ms = [math.nan] * R
         self.n_done = 0
         self.req_dispatched = [0] * R
