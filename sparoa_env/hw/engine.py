@@ -401,7 +401,6 @@ class HybridEngine:
             raise ValueError(f"spin_us must be >= 0, got {spin_us!r}")
         self.spin_us = float(spin_us)
         self.caller_runs = bool(caller_runs)
-        self._ring_early = True   # blocking calls: wake the other lanes' workers at dispatch (vs. at the first hand-off)
         self._sync, self._sync_desc = _make_sync(self.spin_us)
         self.program = program if program is not None else Program(module, example_inputs, fast_bindings=fast_bindings)
         self.example_inputs = self.program.example_inputs
@@ -596,14 +595,18 @@ class HybridEngine:
             st.vals[k] = v
         return st
 
-    def _track(self, st: _Request) -> None:
-        """Remember a request in flight (under the dispatch lock); forget the finished ones."""
+    def _prune_live(self) -> list[_Request]:
+        """Forget the finished requests in flight (under the dispatch lock); the ones left."""
         live = self._live
         if live:
             is_set = self._sync.is_set
             done = self._done_waits.idx
             live[:] = [r for r in live if not all(is_set(r, i) for i in done)]
-        live.append(st)
+        return live
+
+    def _track(self, st: _Request) -> None:
+        """Remember a request in flight (under the dispatch lock); forget the finished ones."""
+        self._prune_live().append(st)
 
     def _call_as_lane(self, flat: list[Any]) -> tuple[Any, RunReport] | None:
         """A blocking request with the caller's thread as the executor of the first segment's lane.
@@ -622,25 +625,18 @@ class HybridEngine:
         lane = self.lanes[self._caller_lane]
         st = self._new_request(flat)
         with self._dispatch_lock:
-            if self._live:
-                is_set = self._sync.is_set
-                done = self._done_waits.idx
-                self._live[:] = [r for r in self._live if not all(is_set(r, i) for i in done)]
-                if self._live:
-                    return None
+            if self._prune_live():
+                return None
+            others = [k for k in self.used_lanes if k != self._caller_lane]
+            for k in others:  # before taking the lane: a thread that fails to start leaves no lock held
+                self.lanes[k].start(self._lane_loop)
             if not lane.exec_lock.acquire(blocking=False):  # another thread's blocking call runs this lane
                 return None
             self._live.append(st)
-            for k in self.used_lanes:
-                if k != self._caller_lane:
-                    self.lanes[k].start(self._lane_loop)
             for s in self._segs:
                 if s.lane != self._caller_lane:
                     self.lanes[s.lane].queue.put((st, s))
-            others = [k for k in self.used_lanes if k != self._caller_lane]
-            if self._ring_early:
-                self._ring(others)
-                others = []
+            self._ring(others)  # wake the other lanes' workers now: their wake-up overlaps this lane's first segment
         old_threads = torch.get_num_threads()
         old_aff = None
         sync = self._sync
@@ -659,25 +655,18 @@ class HybridEngine:
             with ctx:
                 prev = None
                 for s in mine:
-                    if others and (prev is not None or s.w.n):
-                        self._ring(others)  # wake the other lanes when this one first hands off
-                        others = []
                     if prev is not None or s.w.n:
                         sync.step(st if prev is not None else None, prev.sig0 if prev else -1, prev.sig1 if prev else -1,
                                   st, s.w)
                         signalled += prev is not None
                     self._exec(st, s, lane, oom)
                     prev = s
-                if others:
-                    self._ring(others)
                 # signal the lane's last segment and wait for the other lanes to finish the request
                 sync.step(st, prev.sig0, prev.sig1, st, self._caller_waits)
                 signalled = len(mine)
         except BaseException as e:  # noqa: BLE001 - never leave the other lanes waiting for this one
             if st.error is None:
                 st.error = e
-            if others:
-                self._ring(others)
             for s in mine[signalled:]:
                 try:
                     sync.step(st, s.sig0, s.sig1, None, _Waits(()))

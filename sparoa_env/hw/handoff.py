@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -113,7 +114,8 @@ def _cache_dir() -> Path:
 
 
 def _build() -> ctypes.CDLL:
-    tag = hashlib.sha256((C_SOURCE + sys.platform).encode()).hexdigest()[:16]
+    # the key names the architecture: a home directory shared by x86_64 and aarch64 hosts keeps one library each
+    tag = hashlib.sha256((C_SOURCE + sys.platform + platform.machine()).encode()).hexdigest()[:16]
     out = _cache_dir() / f"handoff-{tag}.so"
     if not out.exists():
         cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
