@@ -199,7 +199,7 @@ def make_policy(name: str, catalog: Catalog, rates_per_s: dict[str, float], *,
     if name == "sparseloom" and runtime:
         from .runtime import QueueAwarePolicy
 
-        return QueueAwarePolicy(planner, load_gbps=load_gbps)
+        return QueueAwarePolicy(planner)  # loading is priced at the simulator memory's own rate
     return planner
 
 

@@ -149,9 +149,6 @@ class PinnedSet(NoPreload):
         self.pinned = dict(pinned)
         self._grow(sum(self.pinned.values()))
 
-    def is_resident(self, block: Block) -> bool:
-        return block in self.pinned
-
     def has(self, block: Block) -> bool:
         return block in self.pinned or block in self.in_use
 

@@ -44,15 +44,17 @@ import numpy as np
 __all__ = ["predict_ends", "QueueAwarePolicy"]
 
 
-def _durations(sim: Any, task: Any, stitch: Sequence[int], placement: Sequence[int],
-               stages: list[tuple[int, float, float]]) -> list[float]:
+def _durations(sim: Any, task: Any, stitch: Sequence[int], stages: list[tuple[int, float, float]]) -> list[float]:
+    """Each block's time on its lane, re-rated for the background and DRAM contention in force now."""
     return [sim._duration(task, k, int(stitch[k]), lane, work)[0] for k, (lane, _, work) in enumerate(stages[:-1])]
 
 
 def predict_ends(sim: Any, new: tuple[Any, Sequence[int], Sequence[int], float] | None = None,
-                 stage_cache: dict | None = None) -> dict[int, float]:
+                 stage_cache: dict | None = None, now_cache: dict | None = None) -> dict[int, float]:
     """Predicted end (ms) of every request in flight and, with ``new = (task, stitch, placement, ready_ms)``,
-    of a new one whose first block is ready at ``ready_ms`` (key ``-1``)."""
+    of a new one whose first block is ready at ``ready_ms`` (key ``-1``). ``stage_cache`` keeps each
+    request's stages (fixed for its life) across calls; ``now_cache`` its stages with durations rated for
+    the state in force now: share it only between calls at the same simulator state."""
     now = sim.now
     P = sim.P
     free = [now] * P
@@ -63,7 +65,8 @@ def predict_ends(sim: Any, new: tuple[Any, Sequence[int], Sequence[int], float] 
     ends: dict[int, float] = {}
     plans: dict[int, tuple[list, list]] = {}
     seq = 0
-    cache = stage_cache if stage_cache is not None else {}
+    stages = stage_cache if stage_cache is not None else {}
+    cache = now_cache if now_cache is not None else {}
     for rid, rec in sim.in_flight.items():
         K = len(rec.stitch)
         if rec.block >= K:
@@ -72,8 +75,10 @@ def predict_ends(sim: Any, new: tuple[Any, Sequence[int], Sequence[int], float] 
         hit = cache.get(rid)
         if hit is None:
             task = sim.catalog.task(rec.request.task)
-            st = task.stages(rec.stitch, rec.placement)
-            hit = cache[rid] = (st, _durations(sim, task, rec.stitch, rec.placement, st))
+            st = stages.get(rid)
+            if st is None:
+                st = stages[rid] = task.stages(rec.stitch, rec.placement)
+            hit = cache[rid] = (st, _durations(sim, task, rec.stitch, st))
         plans[rid] = hit
         st = hit[0]
         if rec.running:
@@ -89,7 +94,7 @@ def predict_ends(sim: Any, new: tuple[Any, Sequence[int], Sequence[int], float] 
     if new is not None:
         task, stitch, placement, ready = new
         st = task.stages(stitch, placement)
-        plans[-1] = (st, _durations(sim, task, stitch, placement, st))
+        plans[-1] = (st, _durations(sim, task, stitch, st))
         heapq.heappush(heap, (ready + st[0][1], seq, -1, 0))
     while heap:
         t, s, rid, k = heapq.heappop(heap)
@@ -110,20 +115,14 @@ class QueueAwarePolicy:
     """SparseLoom's per-request choice (module docstring) over a planner's candidates."""
 
     def __init__(self, planner: Any, *, guard: float = 0.1, cost_weight: float = 0.5, shortlist: int = 8,
-                 load_gbps: float = 1.0, future_weight: float = 0.25) -> None:
+                 future_weight: float = 0.25) -> None:
         self.planner = planner
         self.future_weight = float(future_weight)
         self.guard = float(guard)
         self.cost_weight = float(cost_weight)
         self.shortlist = int(shortlist)
-        self.load_gbps = float(load_gbps)
         self._stage_cache: dict[int, tuple] = {}
         self.candidates = planner.candidates
-
-    # what the evaluation reads from planners
-    @property
-    def solves(self) -> int:
-        return self.planner.solves
 
     def _arrivals_per_lane(self, exclude: str) -> np.ndarray:
         """Requests per ms of the other tasks that the plan sends through each processor."""
@@ -153,10 +152,9 @@ class QueueAwarePolicy:
         # loading time of each stitch's non-resident blocks (the storage channel's backlog is not counted)
         mem = sim.memory
         load = np.zeros(S)
-        if hasattr(mem, "missing_mb"):
-            for i, s in enumerate(cand.stitches):
-                mb = mem.missing_mb([(name, k, int(v)) for k, v in enumerate(s)], task.weight_mb)
-                load[i] = mb / self.load_gbps
+        for i, s in enumerate(cand.stitches):
+            mb = mem.missing_mb([(name, k, int(v)) for k, v in enumerate(s)], task.weight_mb)
+            load[i] = mb / mem.load_gbps
         # accuracy below the SLO (the planner's belief: estimated for stitched variants)
         acc_bad = np.zeros(S, dtype=bool)
         if request.slo_accuracy is not None and cand.acc is not None:
@@ -190,11 +188,12 @@ class QueueAwarePolicy:
         if same:
             short.add(same[0] * Pl + cand.placements.index(planned[1]))
         best, best_score = None, np.inf
+        rated_now: dict = {}  # the requests in flight, rated once for this state and shared by the candidates
         for c in sorted(short):
             si, pi = divmod(c, Pl)
             stitch = tuple(int(v) for v in cand.stitches[si])
             pl = cand.placements[pi]
-            ends = predict_ends(sim, (task, stitch, pl, now + load[si]), self._stage_cache)
+            ends = predict_ends(sim, (task, stitch, pl, now + load[si]), self._stage_cache, rated_now)
             lat = ends.pop(-1) - now
             others = sum(1 for rid, e in ends.items()
                          if e - sim.in_flight[rid].request.arrival_ms > sim.in_flight[rid].request.slo_latency_ms)
