@@ -48,7 +48,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -154,6 +154,8 @@ def exact_applicable(env: Any) -> bool:
     from sparoa_env.sim.background import background_spec
 
     if env.backend_name != "sim" or env.requests.n != 1 or not is_chain(env.graph):
+        return False
+    if env.cost_model.first_switch_ms:  # the simulator's first-hand-off cost is not a state of the DP
         return False
     if env.power_mode in ("random", "switching"):
         return env.power_mode == "random"  # one fixed mode per episode: exact for the drawn mode
@@ -283,7 +285,7 @@ def chain_weighted(graph: OpGraph, cost_model: Any, costs: StateCosts, time_weig
     """The plan of one request of a chain under ``costs`` (a static state) minimising
     ``time_weight * latency + dynamic energy`` exactly; since the energy is ``idle_w * latency + dynamic``,
     ``time_weight = idle_w + 1 / energy_weight`` minimises ``latency + energy_weight * energy`` and
-    ``time_weight = idle_w`` the energy alone (``math.inf``: the latency alone, :func:`chain_dp`).
+    ``time_weight = idle_w`` the energy alone (for the latency alone use :func:`chain_dp`).
 
     Energy as the simulator counts it: ``idle_w`` over the request's whole time plus each op's lane's dynamic
     power over its run (device time, plus the dispatch on a synchronous lane). The DP of :func:`chain_dp`
@@ -411,9 +413,9 @@ class StatePlanPolicy:
         base = N_STATIC + env.n_lanes
         kinds = [p.kind for p in env.profile.processors]
         cpu = kinds.index("cpu") if "cpu" in kinds else 0
-        gpu = next((k for k, kd in enumerate(kinds) if kd != "cpu"), env.n_lanes - 1)
+        gpu = next((k for k, kd in enumerate(kinds) if kd != "cpu"), None)  # None: no accelerator (share 0)
         j = HW_STATE_FIELDS.index("background_frac")
-        self._idx = (base + cpu * nf + j, base + gpu * nf + j)
+        self._idx = (base + cpu * nf + j, None if gpu is None else base + gpu * nf + j)
         self._mode_idx = -2
         self._modes = list(env.mode_names)
         self._n = len(env.graph)
@@ -432,7 +434,8 @@ class StatePlanPolicy:
         return self._modes[int(round(float(obs[self._mode_idx]) * max(m - 1, 1)))] if m > 1 else self._modes[0]
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        lanes = self.lanes_for(self.mode_of(obs), float(obs[self._idx[0]]), float(obs[self._idx[1]]))
+        gpu_share = 0.0 if self._idx[1] is None else float(obs[self._idx[1]])
+        lanes = self.lanes_for(self.mode_of(obs), float(obs[self._idx[0]]), gpu_share)
         a = self._env.score_of(int(lanes[self._k % self._n]))
         self._k += 1
         return a

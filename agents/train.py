@@ -375,7 +375,8 @@ def train(args: Args) -> dict[str, Any]:
             r = test_actor(actor, config, test_env, test_seeds) if test_env is not None else {"return": 0.0}
             rounds.append({"round": rnd, "match": round(match, 4), **{k: round(v, 4) for k, v in r.items()}})
             if r["return"] > kept["return"] or test_env is None:
-                kept.update(r, state={k: v.detach().clone() for k, v in actor.state_dict().items()}, round=rnd)
+                kept.update(r, state={k: v.detach().clone() for k, v in actor.state_dict().items()}, round=rnd,
+                            match=match)
 
         score_round(0, match)
         for rnd in range(args.dagger_rounds):
@@ -390,7 +391,7 @@ def train(args: Args) -> dict[str, Any]:
                                     args.seed + rnd + 1, lr=args.bc_lr)
             score_round(rnd + 1, match)
         actor.load_state_dict(kept["state"])
-        bc_info = {"demo_decisions": int(len(demo_obs)), "bc_steps": args.bc_steps, "bc_match": round(match, 4),
+        bc_info = {"demo_decisions": int(len(demo_obs)), "bc_steps": args.bc_steps, "bc_match": round(kept["match"], 4),
                    "demo_expert": args.demo_expert, "dagger_rounds": args.dagger_rounds, "bc_rounds": rounds,
                    "bc_kept_round": kept["round"], "bc_wall_s": round(time.perf_counter() - tb, 2)}
         torch.save(actor.state_dict(), run_dir / BC_POLICY_FILE)

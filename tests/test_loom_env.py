@@ -83,6 +83,8 @@ def test_bad_arguments_and_actions():
         gym.make("SparseLoom-Orin-v0", workload={"tasks": ["mnist"]})
     with pytest.raises(ValueError, match="unknown power mode|TURBO"):
         gym.make("SparseLoom-Orin-v0", power_mode="TURBO")
+    with pytest.raises(ValueError, match="lane_share.*not modelled by the SparseLoom simulator"):
+        gym.make("SparseLoom-Orin-v0", workload=SMALL, background={"lane_share": {"cpu": 0.5}}).reset(seed=0)
     env = gym.make("SparseLoom-Orin-v0", workload=SMALL).unwrapped
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.array([0, 0]))

@@ -54,6 +54,8 @@ def test_exact_only_under_a_static_state():
     assert not exact_applicable(gym.make("SparOA-Orin-v0", model=chain(4), background="light").unwrapped)
     one_lane = {"lane_share": {"cpu": 0.5}}  # a load pinned to one lane is a static state the DP does not model
     assert not exact_applicable(gym.make("SparOA-Orin-v0", model=chain(4), background=one_lane).unwrapped)
+    # the host profile prices a request's first hand-off between lanes, which the DP does not model
+    assert not exact_applicable(gym.make("SparOA-Host-v0", model=chain(4)).unwrapped)
     assert not exact_applicable(gym.make("SparOA-Orin-v0", model=chain(4), power_mode="switching").unwrapped)
     assert not exact_applicable(gym.make("SparOA-Orin-v0", model=chain(4), requests=2).unwrapped)
     assert not exact_applicable(gym.make("SparOA-Orin-v0", model=diamond()).unwrapped)

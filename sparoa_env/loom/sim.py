@@ -77,6 +77,9 @@ class LoomSimulator:
         self.mode = catalog.mode
         self.requests = list(requests)
         self.rng = rng
+        if background.lane_share:
+            raise ValueError(f"background: field 'lane_share' ({dict(background.lane_share)}) is not modelled by the "
+                             "SparseLoom simulator (its background loads every CPU lane alike); use cpu/gpu shares")
         self.bg = background
         self.memory = memory
         self.load_gbps = float(load_gbps)

@@ -381,14 +381,11 @@ class SocSimulator:
 
     def _background_changed(self) -> None:
         load = self.background
-        self.bg_cpu, self.bg_gpu = load.cpu, load.gpu
+        self.bg_cpu = load.cpu
         self.bg_bw = load.bw_frac * self.total_bw_gbps
         cap = self.bg.max_share
         self.bg_lane = [min((load.gpu if g else load.cpu) + x, cap) if x else (load.gpu if g else load.cpu)
                         for g, x in zip(self.is_gpu_like, self.lane_extra)]
-
-    def _bg_share(self, lane: int) -> float:
-        return self.bg_lane[lane]
 
     def freq_mhz(self, lane: int) -> float:
         return self.mode_freq[lane] * self.throttle
