@@ -1,6 +1,6 @@
 """Regenerate this machine's CPU traces, the fitted ``host`` profile and the fidelity figures.
 
-    .venv/bin/python benchmarks/fidelity.py                 # everything (about 7 minutes on 2 idle cores)
+    .venv/bin/python benchmarks/fidelity.py                 # everything (about 20 minutes on 2 idle cores)
     .venv/bin/python benchmarks/fidelity.py --skip-record   # refit + fidelity from the traces on disk
     .venv/bin/python benchmarks/fidelity.py --skip-record --measured benchmarks/results/fidelity-measured-<machine>.json
                                                             # refit + re-score saved measurements (no timing)
@@ -9,18 +9,21 @@
 Steps (each is one ``sparoa`` command, printed before it runs):
 
 1. ``sparoa profile MODEL --threads 1,2 --batch 1,8 --out traces/<machine>/MODEL.parquet`` for every zoo
-   model (``--models`` to choose), 1 and 2 threads, batch 1 and 8 (on a machine with N cores: 1 and N), and
-   the small calibration models of ``benchmarks/calib_models.py`` (``small-<name>.parquet``: the
-   sub-millisecond regime the zoo lacks; architectures unlike the held-out unseen models).
-2. ``sparoa calibrate`` on the CALIBRATION half of the zoo plus the small models -> ``build/host-calib.json``
-   (held out: the other half of the zoo and the unseen models of ``tests/models_unseen.py``); the small
-   models run under 3 plans (``sparoa fidelity --save traces/<machine>/handoff.json``) and the calibration
-   is repeated with ``--handoff`` (lane hand-off latency from those executor runs); then every trace ->
-   ``sparoa_env/data/profiles/host.json`` (written next to it and moved over it in one step).
+   model (``--models`` to choose), 1 and 2 threads, batch 1 and 8 (on a machine with N cores: 1 and N), the
+   small calibration models of ``benchmarks/calib_models.py`` (``small-<name>.parquet``: the
+   sub-millisecond regime the zoo lacks) and the 40 networks of the sampled architecture suite
+   ``benchmarks/sampled_models.py`` (``sampled-<name>.parquet``); each model in a fresh process.
+2. ``sparoa calibrate`` on the CALIBRATION half of the zoo plus the small and sampled models ->
+   ``build/host-calib.json`` (held out: the other half of the zoo and the unseen models of
+   ``tests/models_unseen.py``); the small models run under 3 plans (``sparoa fidelity --processes 2 --save
+   traces/<machine>/handoff.json``) and the calibration is repeated with ``--handoff`` (lane hand-off latency
+   from those executor runs); then every trace -> ``sparoa_env/data/profiles/host.json`` (written next to it
+   and moved over it in one step).
 3. ``sparoa fidelity --profile build/host-calib.json --models <held-out zoo + unseen> --plans 3 --repeats 100
-   --budget-s 3 --save benchmarks/results/fidelity-measured-<machine>.json`` at batch 1 (plans of a model
-   interleaved; two measurements per case give the machine's repeatability), or with ``--measured FILE``
-   the saved measurements re-scored -> ``benchmarks/results/fidelity-<machine>.json`` and a table on stdout.
+   --budget-s 3 --processes 2 --save benchmarks/results/fidelity-measured-<machine>.json`` at batch 1 (each
+   model in two fresh processes; the two give the machine's repeatability across processes), or with
+   ``--measured FILE`` the saved measurements re-scored -> ``benchmarks/results/fidelity-<machine>.json`` and
+   a table on stdout.
 
 Traces and the host profile are overwritten (``--force``): this script is how they are regenerated.
 Record on a quiet machine: the traces store the run-to-run noise and the load average, and calibrate
@@ -47,10 +50,38 @@ HELD_OUT = ["mobilenet_v3_large", "efficientnet_b0", "resnet50", "vit_small", "b
 UNSEEN = [f"tests/models_unseen.py:{f}" for f in
           ("residual_cnn", "branching_cnn", "transformer_encoder", "depthwise_cnn", "squeeze_excite")]
 SMALL = [f"benchmarks/calib_models.py:{f}" for f in ("plain_cnn", "separable_net", "gelu_mlp", "token_attention")]
+SAMPLED_FILE = "benchmarks/sampled_models.py"
+
+
+def _sampled() -> list[str]:
+    """The sampled architecture suite (``benchmarks/sampled_models.py``: 40 seeded random CNNs, transformers
+    and MLPs, nn-Meter style coverage of the op space; none of the held-out architectures)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_sampled_models", ROOT / SAMPLED_FILE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return list(mod.ALL)
 
 
 def _small_trace(spec: str) -> str:
     return "small-" + spec.rsplit(":", 1)[1] + ".parquet"
+
+
+def _sampled_trace(spec: str) -> str:
+    return "sampled-" + spec.rsplit(":", 1)[1] + ".parquet"
+
+
+def sparoa_fresh(*argv: str) -> None:
+    """Run one ``sparoa`` subcommand in a fresh Python process. Measurements are taken one model per
+    process: in one long process, a model's 2-thread time drifted with what ran before it (mobilenet_v3_large
+    14.5 ms after five other models against 11.3-11.5 ms in a fresh process; efficientnet_b0 up to 21 ms)."""
+    import subprocess
+
+    print("$ sparoa " + " ".join(shlex.quote(a) for a in argv), flush=True)
+    rc = subprocess.call([sys.executable, "-m", "sparoa_env.cli", *argv], cwd=ROOT)
+    if rc:
+        raise SystemExit(f"sparoa {argv[0]} failed with exit status {rc}")
 
 
 def sparoa(*argv: str) -> int:
@@ -72,6 +103,7 @@ def sparoa(*argv: str) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-record", action="store_true", help="use the traces already in traces/<machine>/")
+    ap.add_argument("--record-only", action="store_true", help="record the traces, then stop")
     ap.add_argument("--models", default=",".join(CALIBRATION + HELD_OUT), help="zoo models to trace")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--budget-s", type=float, default=4.0, help="time budget per traced configuration")
@@ -82,9 +114,13 @@ def main() -> int:
                     help="timed runs per fidelity case (capped by --fid-budget-s; sub-millisecond models need many: "
                          "with 10 runs their median moved by up to 70%% between two runs)")
     ap.add_argument("--fid-budget-s", type=float, default=3.0, help="time budget per fidelity case")
+    ap.add_argument("--processes", type=int, default=2,
+                    help="fresh processes per measured model (sparoa fidelity --processes; default 2: the printed "
+                         "repeatability is across processes)")
     ap.add_argument("--threads", type=int, default=None, help="threads of the single-lane fidelity plan (default all)")
     ap.add_argument("--held-out", default=None, help="models for fidelity (default: the held-out zoo half + unseen)")
     ap.add_argument("--no-small", action="store_true", help="leave the small calibration models out")
+    ap.add_argument("--no-sampled", action="store_true", help="leave the sampled architecture suite out")
     ap.add_argument("--measured", default=None,
                     help="re-score these saved fidelity measurements instead of measuring (sparoa fidelity --measured)")
     ap.add_argument("--skip-fit", action="store_true", help="keep build/host-calib.json and host.json as they are")
@@ -98,17 +134,27 @@ def main() -> int:
     threads = "1" if ncores == 1 else f"1,{ncores}"
     t0 = time.time()
     small = [] if args.no_small else SMALL
-    if not args.skip_record:
+    sampled = [] if args.no_sampled else _sampled()
+    if not args.skip_record:   # one fresh process per model (see sparoa_fresh)
         for m in [x for x in args.models.split(",") if x]:
-            sparoa("profile", m, "--threads", threads, "--batch", "1,8", "--repeats", str(args.repeats),
-                   "--budget-s", str(args.budget_s), "--out", str(tdir / f"{m}.parquet"), "--force")
+            sparoa_fresh("profile", m, "--threads", threads, "--batch", "1,8", "--repeats", str(args.repeats),
+                         "--budget-s", str(args.budget_s), "--out", str(tdir / f"{m}.parquet"), "--force")
         for m in small:   # sub-millisecond passes: more repeats for a stable median, no micro-benchmarks
-            sparoa("profile", m, "--threads", threads, "--batch", "1,8", "--repeats", str(max(args.repeats, 30)),
-                   "--budget-s", str(args.budget_s), "--no-micro", "--out", str(tdir / _small_trace(m)), "--force")
+            sparoa_fresh("profile", m, "--threads", threads, "--batch", "1,8", "--repeats", str(max(args.repeats, 30)),
+                         "--budget-s", str(args.budget_s), "--no-micro", "--out", str(tdir / _small_trace(m)), "--force")
+        for m in sampled:
+            sparoa_fresh("profile", m, "--threads", threads, "--batch", "1,8", "--repeats", str(max(args.repeats, 20)),
+                         "--budget-s", "2", "--no-micro", "--out", str(tdir / _sampled_trace(m)), "--force")
     t_rec = time.time() - t0
+    if args.record_only:
+        print(f"recorded in {t_rec:.0f}s")
+        return 0
     calib = [str(tdir / f"{m}.parquet") for m in CALIBRATION if (tdir / f"{m}.parquet").is_file()]
     calib += [str(tdir / _small_trace(m)) for m in small if (tdir / _small_trace(m)).is_file()]
-    every = sorted(str(p) for p in tdir.glob("*.parquet") if args.no_small is False or not p.name.startswith("small-"))
+    calib += [str(tdir / _sampled_trace(m)) for m in sampled if (tdir / _sampled_trace(m)).is_file()]
+    every = sorted(str(p) for p in tdir.glob("*.parquet")
+                   if not (args.no_small and p.name.startswith("small-"))
+                   and not (args.no_sampled and p.name.startswith("sampled-")))
     if not calib:
         raise SystemExit(f"no calibration traces under {tdir}; run without --skip-record first")
     extra = ["--stat", args.stat] + (["--max-spread", str(args.max_spread)] if args.max_spread is not None else [])
@@ -119,7 +165,8 @@ def main() -> int:
         if small and (not args.skip_record or not handoff.is_file()):
             # executor runs of the small calibration models under mixed plans: the lane hand-off latency
             sparoa("fidelity", "--profile", "build/host-calib.json", "--models", ",".join(small), "--plans", "3",
-                   "--repeats", "200", "--budget-s", "2", "--save", str(handoff), "--force")
+                   "--repeats", "200", "--budget-s", "2", "--processes", str(args.processes), "--save", str(handoff),
+                   "--force")
         if handoff.is_file():
             extra += ["--handoff", str(handoff)]
             sparoa("calibrate", *calib, "--out", "build/host-calib.json", "--name", "host-calib", "--force", *extra)
@@ -142,7 +189,7 @@ def main() -> int:
         else:
             sparoa("fidelity", "--profile", "build/host-calib.json", "--models", ",".join(held), "--plans",
                    str(args.plans), "--stat", args.stat, "--repeats", str(args.fid_repeats), "--budget-s",
-                   str(args.fid_budget_s), "--json", "--save", str(saved), "--force",
+                   str(args.fid_budget_s), "--processes", str(args.processes), "--json", "--save", str(saved), "--force",
                    *(["--threads", str(args.threads)] if args.threads else []))
     text = buf.getvalue()
     res = json.loads(text[text.index("{"):])
@@ -166,7 +213,7 @@ def main() -> int:
         share = (lambda xs, lim: sum(x <= lim for x in xs) / len(xs))
         print(f"{name:<13} ({len(cs):2d} cases): within +-5%: {share(e, 0.05):4.0%}  within +-10%: {share(e, 0.10):4.0%}  "
               f"median |error| {statistics.median(e):.1%}   | repeatability ceiling: halves within +-5%: "
-              f"{share(h, 0.05):4.0%}, +-10%: {share(h, 0.10):4.0%}")
+              f"{share(h, 0.05):4.0%}, +-10%: {share(h, 0.10):4.0%} ({res['repeatability'].get('scope', 'rounds')})")
     print(f"wrote {out}; recording {t_rec:.0f}s, total {time.time() - t0:.0f}s")
     return 0
 

@@ -55,7 +55,7 @@ from .profile import DTYPES, SPARSE_PATTERNS, SocProfile, profile_from_dict
 
 __all__ = ["FitData", "ProcessorFit", "CalibrationResult", "fit_processor", "calibrate", "with_lane_cores",
            "simulate_latency_ms", "make_plans", "run_fidelity", "measure_fidelity", "score_fidelity",
-           "load_measured", "DEPTHWISE_SIZES"]
+           "load_measured", "merge_measured", "DEPTHWISE_SIZES", "fit_op_residuals"]
 
 DEPTHWISE_SIZES = (9, 25, 49)
 _E2E_WEIGHT = 4.0
@@ -605,7 +605,7 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
               max_spread: float | None = None, threads: Sequence[int] | None = None,
               conv_classes: bool = False, op_overheads: bool = True, parallel_overhead: bool = True,
               handoff: Mapping[str, Any] | None = None, parallel_grain: bool = False,
-              conv_weight: bool = False) -> CalibrationResult:
+              conv_weight: bool = False, op_residuals: bool | str = "auto") -> CalibrationResult:
     """Fit a profile to the traces in ``df`` (from :func:`sparoa_env.traces.read_traces`).
 
     ``stat``: ``median`` or ``p10`` of the repeats. ``max_spread``: passes whose end-to-end spread
@@ -623,7 +623,11 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     estimate the intra-op grain (``parallel_min_numel``: ops with fewer output elements get no parallel
     speedup; :func:`fit_parallel_grain` on the ops timed at both thread counts) and hold it in the fit.
     ``conv_weight``: fit ``conv_weight_us_per_kb``, extra time per kB of a convolution's weights on every call
-    (a per-call weight reorder; small convolutions' measured cost grows with their weight bytes)."""
+    (a per-call weight reorder; small convolutions' measured cost grows with their weight bytes).
+    ``op_residuals``: the learned per-op correction of the CPU lanes (:func:`fit_op_residuals`, fitted after
+    the formula's parameters and before the hand-off fit): ``"auto"`` (default) keeps it only when its
+    leave-one-model-out error over the traced passes is lower than the formula's alone, ``True`` always,
+    ``False`` never (the report says which and why)."""
     if stat not in _STAT_COLUMNS:
         raise ValueError(f"stat must be one of {list(_STAT_COLUMNS)}, got {stat!r}")
     if threads:
@@ -812,6 +816,29 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     if base is not None:
         _merge_base(d, base)
     profile = profile_from_dict(d, source=f"<calibrated {name}>")
+    reports["cpu"]["profile_vs_fit_max_deviation"] = _check_reproduces(profile, df, d_cpu, f_cpu)
+    if op_residuals not in (True, False, "auto"):
+        raise ValueError(f"op_residuals must be True, False or 'auto', got {op_residuals!r}")
+    if op_residuals:
+        table, rep_r = fit_op_residuals(profile, df, stat=stat)
+        gain = rep_r["cv_mean_abs_log_error"] < rep_r["formula_mean_abs_log_error"]
+        rep_r["kept"] = bool(op_residuals is True or gain)
+        rep_r["why"] = ("asked for" if op_residuals is True and not gain else
+                        "leave-one-model-out error below the formula's" if gain else
+                        "left out: leave-one-model-out error not below the formula's (the traced models' "
+                        "residuals do not carry over to other models here)")
+        reports["cpu"]["op_residuals"] = rep_r
+    if op_residuals and rep_r["kept"]:
+        for p in d["processors"]:
+            if p["kind"] == "cpu":
+                p["op_residuals"] = table
+                p["sources"]["op_residuals"] = (
+                    f"[{ref}] log(measured / formula) of {rep_r['rows']} traced ops (in-pass times scaled to their "
+                    f"end-to-end pass; {rep_r['passes']} passes of {rep_r['models']} models), neighbours / bandwidth "
+                    "/ prior weight chosen by leave-one-model-out cross-validation: mean |log error| of the passes "
+                    f"{rep_r['cv_mean_abs_log_error']:.3f} against {rep_r['formula_mean_abs_log_error']:.3f} for the "
+                    "formula alone")
+        profile = profile_from_dict(d, source=f"<calibrated {name}>")
     handoff_report = None
     if handoff is not None:
         lat_us, rep_h = fit_handoff_latency(profile, handoff)
@@ -828,9 +855,124 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
                                       f"machine {handoff.get('machine_id')}, taken {handoff.get('created_utc')}")
         profile = profile_from_dict(d, source=f"<calibrated {name}>")
         handoff_report = rep_h
-    reports["cpu"]["profile_vs_fit_max_deviation"] = _check_reproduces(profile, df, d_cpu, f_cpu)
     return CalibrationResult(profile=profile, fits=fits, reports=reports, noise=noise, trace_ids=trace_ids,
                              excluded=excluded, stat=stat, handoff=handoff_report)
+
+
+RESIDUAL_GRID = {"neighbours": (4, 8, 16), "bandwidth": (0.25, 0.5, 1.0, 2.0), "prior_weight": (0.05, 0.2, 0.5, 1.0)}
+
+
+def fit_op_residuals(profile: SocProfile, df: Any, *, stat: str = "median", processor: str = "cpu",
+                     grid: Mapping[str, Sequence[float]] = RESIDUAL_GRID, decimals: int = 2
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``op_residuals`` table of a CPU lane (see :class:`sparoa_env.profile.ProcessorSpec`) and a report.
+
+    Every traced op of ``processor`` is priced by ``profile`` (its first lane, with the pass's thread count)
+    and given the residual ``log(measured / predicted)``. The measured op times of a pass are first scaled
+    so that they add up to the measured end-to-end pass (where one was recorded and is within 0.8-1.25x of
+    their sum; a pass further off was disturbed): the table then closes the additivity gap too, and what
+    the simulator sums is the executor's pass. Rows with equal key, core count
+    and features (rounded to ``decimals``) are merged (median residual). The neighbour count, bandwidth and
+    prior weight are chosen from ``grid`` by **leave-one-model-out** cross-validation: every pass is
+    predicted from the rows of the other models only, and the choice minimises the mean absolute log error
+    of the passes (the report gives it, and the formula's, for comparison)."""
+    from .costmodel import RESIDUAL_FEATURES, CostModel, residual_features, residual_key
+
+    col = _STAT_COLUMNS[stat]
+    sub = df[df["processor"] == processor]
+    probes = df[df["kind"] == "probe"].groupby(["trace_id", "model", "batch", "threads"])["latency_ms"].median()
+    e2e = sub[sub["kind"] == "e2e"].groupby(["trace_id", "model", "batch", "threads"])[col].median()
+    ops = sub[sub["kind"] == "op"]
+    lane = profile.processor_names[0]
+    cms: dict[int, Any] = {}
+    passes = []   # (model, threads, keys, features, residuals, predicted ms, measured pass ms)
+    for key, g in graphs_from_trace(sub, processor).items():
+        t = int(key[3])
+        if t not in cms:
+            cms[t] = CostModel(with_lane_cores(profile, {lane: t}))
+        c = cms[t].op_costs(g, "fidelity")
+        pred = np.asarray(c.nominal_ms[:, 0] + c.host_ms[:, 0])
+        rows = ops[(ops["trace_id"] == key[0]) & (ops["model"] == key[1]) & (ops["batch"] == key[2])
+                   & (ops["threads"] == key[3])]
+        meas = np.maximum(rows[col].to_numpy(float) - float(probes.get(key, 0.0)), 1e-6)
+        whole = float(e2e.get(key, math.nan))
+        if whole == whole and meas.sum() > 0 and 0.8 <= whole / meas.sum() <= 1.25:
+            meas = meas * (whole / meas.sum())
+        else:   # no pass recorded, or one too far from its ops to be the same machine state: the ops alone
+            whole = float(meas.sum())
+        numel = np.array([float(math.prod(json.loads(s))) if s else 0.0 for s in rows["out_shape"]])
+        x = residual_features(rows["flops"].to_numpy(float), rows["aux_flops"].to_numpy(float),
+                              rows["bytes_in"].to_numpy(float), rows["bytes_out"].to_numpy(float),
+                              rows["weight_bytes"].to_numpy(float), numel)
+        keys = [residual_key(ty, dt or "float32") for ty, dt in zip(rows["op_type"], rows["dtype"].fillna(""))]
+        r = np.clip(np.log(meas / np.maximum(pred, 1e-9)), -3.0, 3.0)
+        passes.append((str(key[1]), t, keys, np.round(x, decimals), r, pred, whole))
+    if not passes:
+        raise ValueError(f"the traces hold no op rows for processor {processor!r}")
+
+    def merged(sel: Sequence[int]) -> dict[int, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        acc: dict[tuple, list[float]] = {}
+        for i in sel:
+            _, t, keys, x, r, _, _ = passes[i]
+            for k, xi, ri in zip(keys, map(tuple, x), r):
+                acc.setdefault((t, k, xi), []).append(float(ri))
+        out: dict[int, dict[str, list]] = {}
+        for (t, k, xi), rs in acc.items():
+            out.setdefault(t, {}).setdefault(k, []).append((*xi, float(np.median(rs))))
+        return {t: {k: (np.array(v)[:, :-1], np.array(v)[:, -1]) for k, v in by.items()} for t, by in out.items()}
+
+    # leave-one-model-out: the nearest max(neighbours) rows of other models, sorted, per op of every pass
+    models = sorted({p[0] for p in passes})
+    kmax = max(int(k) for k in grid["neighbours"])
+    near: list[tuple[np.ndarray, np.ndarray]] = []
+    for m in models:
+        own = [i for i, p in enumerate(passes) if p[0] == m]
+        table = merged([i for i, p in enumerate(passes) if p[0] != m])
+        for i in own:
+            _, t, keys, x, _, _, _ = passes[i]
+            counts = sorted(table) or [t]
+            rows_t = table.get(min(counts, key=lambda c: (abs(math.log(c / t)), c)), {})
+            dist = np.full((len(keys), kmax), np.inf)
+            res = np.zeros((len(keys), kmax))
+            for k in set(keys):
+                if k not in rows_t:
+                    continue
+                idx = [j for j, kk in enumerate(keys) if kk == k]
+                feats, rr = rows_t[k]
+                d = np.sqrt(((x[idx][:, None, :] - feats[None, :, :]) ** 2).sum(axis=2))
+                order = np.argsort(d, axis=1)[:, :kmax]
+                w = order.shape[1]
+                dist[idx, :w] = np.take_along_axis(d, order, axis=1)
+                res[idx, :w] = rr[order]
+            near.append((i, dist, res))
+
+    def cv_errors(k: int, h: float, w0: float) -> np.ndarray:
+        errs = []
+        for i, dist, res in near:
+            d, r = dist[:, :k], res[:, :k]
+            w = np.where(np.isfinite(d), np.exp(-(np.where(np.isfinite(d), d, 0.0) / h) ** 2), 0.0)
+            corr = (w * r).sum(axis=1) / (w.sum(axis=1) + w0)
+            pred, whole = passes[i][5], passes[i][6]
+            errs.append(abs(math.log(float((pred * np.exp(corr)).sum()) / whole)))
+        return np.array(errs)
+
+    base = np.array([abs(math.log(float(p[5].sum()) / p[6])) for p in passes])
+    scores = {(int(k), float(h), float(w0)): float(cv_errors(int(k), float(h), float(w0)).mean())
+              for k in grid["neighbours"] for h in grid["bandwidth"] for w0 in grid["prior_weight"]}
+    (k, h, w0), best = min(scores.items(), key=lambda kv: (kv[1], kv[0]))
+    cv = np.expm1(cv_errors(k, h, w0))
+    final = merged(range(len(passes)))
+    table = {"features": list(RESIDUAL_FEATURES), "neighbours": k, "bandwidth": h, "prior_weight": w0,
+             "tables": {str(t): {key: [[round(float(v), decimals) for v in f] + [round(float(rr), 4)]
+                                       for f, rr in zip(*final[t][key])] for key in sorted(final[t])}
+                        for t in sorted(final)}}
+    report = {"rows": int(sum(len(v[1]) for by in final.values() for v in by.values())),
+              "passes": len(passes), "models": len(models), "neighbours": k, "bandwidth": h, "prior_weight": w0,
+              "cv_mean_abs_log_error": best, "formula_mean_abs_log_error": float(base.mean()),
+              "cv_within_5pct": float(np.mean(cv <= 0.05)), "cv_within_10pct": float(np.mean(cv <= 0.10)),
+              "formula_within_5pct": float(np.mean(np.expm1(base) <= 0.05)),
+              "formula_within_10pct": float(np.mean(np.expm1(base) <= 0.10))}
+    return table, report
 
 
 def fit_handoff_latency(profile: SocProfile, measured: Mapping[str, Any],
@@ -1197,9 +1339,10 @@ def measure_fidelity(profile: SocProfile, models: Sequence[str], *, plans: int =
                      log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Measure every (model, batch, plan) case with the project's executor; no prediction.
 
-    The plans of one model run **interleaved**: all their engines are built first, then ``rounds`` rounds
-    each run a share of every plan's timed runs (the plan order rotates per round), so that a slow minute
-    of the machine hits every plan of the model alike instead of one. The timed runs of even and odd
+    The plans of one model run **interleaved**: ``rounds`` rounds each run a share of every plan's timed
+    runs (the plan order rotates per round), so that a slow minute of the machine hits every plan of the
+    model alike instead of one. Each share runs on a freshly built engine (two untimed runs first) that is
+    closed after it: only one plan's engine is alive at a time, as in a deployment. The timed runs of even and odd
     rounds make two independent measurements of each case (``measured_halves_ms``): how far they agree is
     the machine's own repeatability, the ceiling any predictor can reach on it. The Python garbage
     collector is off while timing. ``repeats`` timed runs per case (capped by ``budget_s`` seconds).
@@ -1265,47 +1408,50 @@ def measure_fidelity(profile: SocProfile, models: Sequence[str], *, plans: int =
                                   if not l.is_cuda}
                     where = "; ".join(lane_list[k].describe() for k in used)
                 setups.append((label, list(lane_of), dm, pin, lane_cores, where))
-            with contextlib.ExitStack() as stack:
-                engines = []
-                for label, lane_of, dm, pin, _, _ in setups:
-                    plan = Plan({n.name: names[lane_of[i]] for i, n in enumerate(pm.graph.nodes)}, batch=pm.batch,
-                                model=pm.spec)
-                    engines.append(stack.enter_context(HybridEngine(pm.module, pm.inputs, plan, dict(dm),
-                                                                    processors=tuple(names), program=pm.program)))
+            plans_of = [Plan({n.name: names[lane_of[i]] for i, n in enumerate(pm.graph.nodes)}, batch=pm.batch,
+                             model=pm.spec) for _, lane_of, _, _, _, _ in setups]
 
-                def settings(j: int):
-                    pin = setups[j][3]
-                    return thread_settings(*pin) if pin is not None else contextlib.nullcontext()
+            def engine(j: int):
+                # one engine alive at a time: another plan's idle lane threads in the same process slowed a
+                # sub-millisecond model's single-lane plan by up to 60% (squeeze_excite 0.27 -> 0.44 ms)
+                return HybridEngine(pm.module, pm.inputs, plans_of[j], dict(setups[j][2]), processors=tuple(names),
+                                    program=pm.program)
 
-                per = []
-                for j, eng in enumerate(engines):
-                    with settings(j):
-                        t = time.perf_counter()
-                        for _ in range(max(warmup, 1)):
+            def settings(j: int):
+                pin = setups[j][3]
+                return thread_settings(*pin) if pin is not None else contextlib.nullcontext()
+
+            per = []
+            for j in range(len(setups)):
+                with engine(j) as eng, settings(j):
+                    t = time.perf_counter()
+                    for _ in range(max(warmup, 1)):
+                        eng(*pm.inputs)
+                    per.append((time.perf_counter() - t) / max(warmup, 1))
+            n_runs = [max(4, min(repeats, int(budget_s / max(p, 1e-6)))) for p in per]
+            n_rounds = [min(rounds, n) for n in n_runs]
+            samples: list[tuple[list[float], list[float]]] = [([], []) for _ in setups]
+            P = len(setups)
+            for r in range(max(n_rounds)):
+                for j in [(r + s) % P for s in range(P)]:
+                    if r >= n_rounds[j]:
+                        continue
+                    k = math.ceil(n_runs[j] / n_rounds[j])
+                    half = samples[j][r % 2]
+                    with engine(j) as eng, settings(j):
+                        for _ in range(2):   # warm the new engine's threads and buffers
                             eng(*pm.inputs)
-                        per.append((time.perf_counter() - t) / max(warmup, 1))
-                n_runs = [max(4, min(repeats, int(budget_s / max(p, 1e-6)))) for p in per]
-                n_rounds = [min(rounds, n) for n in n_runs]
-                samples: list[tuple[list[float], list[float]]] = [([], []) for _ in engines]
-                P = len(engines)
-                gc.collect()
-                gc_was = gc.isenabled()
-                gc.disable()
-                try:
-                    for r in range(max(n_rounds)):
-                        for j in [(r + s) % P for s in range(P)]:
-                            if r >= n_rounds[j]:
-                                continue
-                            k = math.ceil(n_runs[j] / n_rounds[j])
-                            eng, inputs, half = engines[j], pm.inputs, samples[j][r % 2]
-                            with settings(j):
-                                for _ in range(k):
-                                    t = time.perf_counter()
-                                    eng(*inputs)
-                                    half.append((time.perf_counter() - t) * 1e3)
-                finally:
-                    if gc_was:
-                        gc.enable()
+                        gc.collect()
+                        gc_was = gc.isenabled()
+                        gc.disable()
+                        try:
+                            for _ in range(k):
+                                t = time.perf_counter()
+                                eng(*pm.inputs)
+                                half.append((time.perf_counter() - t) * 1e3)
+                        finally:
+                            if gc_was:
+                                gc.enable()
             for (label, lane_of, _, _, lane_cores, where), (a, b) in zip(setups, samples):
                 xs = np.array(a + b)
                 case = {"model": model, "batch": int(batch), "plan": label, "lanes": where,
@@ -1374,6 +1520,46 @@ def load_measured(path: str | os.PathLike) -> dict[str, Any]:
     return d
 
 
+def merge_measured(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One measurements dict from several (:func:`measure_fidelity` results or :func:`load_measured` files):
+    the same case (model, batch, plan) measured in several processes gets the median of the processes'
+    medians as ``measured_ms`` and, as its two halves, the medians of the even- and odd-numbered processes
+    (with two processes: each process's own), so that the repeatability printed is **across processes**
+    (``repeatability_scope: "processes"``). Parts must come from one machine, with the same processors and
+    statistic; a case in one process only keeps its own halves."""
+    if not parts:
+        raise ValueError("merge_measured: no measurements to merge")
+    first = parts[0]
+    for i, p in enumerate(parts[1:], 1):
+        for k in ("machine_id", "processors", "stat"):
+            if p.get(k) != first.get(k):
+                raise ValueError(f"measurements {i} ({p.get('_source', '<in memory>')}) have {k} {p.get(k)!r}, "
+                                 f"the first {first.get(k)!r}: measurements of different setups do not merge")
+    groups: dict[tuple, list[dict]] = {}
+    graphs: dict[str, Any] = {}
+    for p in parts:
+        graphs.update({k: v for k, v in p["graphs"].items()})
+        for c in p["cases"]:
+            groups.setdefault((c["model"], c["batch"], c["plan"]), []).append(c)
+    cases = []
+    for cs in groups.values():
+        c = dict(cs[0])
+        v = np.array([float(x["measured_ms"]) for x in cs])
+        if len(cs) > 1:
+            c["measured_ms"] = float(np.median(v))
+            c["measured_halves_ms"] = [float(np.median(v[0::2])), float(np.median(v[1::2]))]
+            c["measured_processes_ms"] = v.tolist()
+            c["runs"] = int(sum(int(x.get("runs", 0)) for x in cs))
+            c["spread"] = float(max(float(x.get("spread", 0.0)) for x in cs))
+        cases.append(c)
+    out = {k: v for k, v in first.items() if not k.startswith("_")}
+    out.update(cases=cases, graphs=graphs, processes=max(len(cs) for cs in groups.values()),
+               repeatability_scope="processes" if any(len(cs) > 1 for cs in groups.values()) else "rounds",
+               loadavg_1m_before_after=[first["loadavg_1m_before_after"][0], parts[-1]["loadavg_1m_before_after"][1]],
+               clocks_before_after=[first["clocks_before_after"][0], parts[-1]["clocks_before_after"][1]])
+    return out
+
+
 def score_fidelity(profile: SocProfile, measured: Mapping[str, Any],
                    log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Predictions of ``profile`` for measured cases (from :func:`measure_fidelity` or :func:`load_measured`):
@@ -1413,11 +1599,16 @@ def score_fidelity(profile: SocProfile, measured: Mapping[str, Any],
             "median_abs_error": float(np.median(errs)) if len(errs) else math.nan,
             "repeatability": {"within_5pct": share(reps, 0.05), "within_10pct": share(reps, 0.10),
                               "median_abs_diff": float(np.median(reps)) if len(reps) else math.nan,
-                              "what": "two independent measurements per case (timed runs of even vs odd interleaved "
-                                      "rounds): the share of cases whose two agree within +-5% / +-10% is the "
-                                      "ceiling any predictor can reach on this machine"},
+                              "scope": measured.get("repeatability_scope", "rounds"),
+                              "what": ("two independent measurements per case (" +
+                                       ("the medians of separate processes, even- vs odd-numbered"
+                                        if measured.get("repeatability_scope") == "processes" else
+                                        "timed runs of even vs odd interleaved rounds of one process") +
+                                       "): the share of cases whose two agree within +-5% / +-10% is the "
+                                       "ceiling any predictor can reach on this machine")},
             "measured_meta": {k: measured.get(k) for k in ("machine_id", "created_utc", "loadavg_1m_before_after",
-                                                           "clocks_before_after", "threads_single_lane", "rounds")},
+                                                           "clocks_before_after", "threads_single_lane", "rounds",
+                                                           "processes")},
             "clock_note": _clock_note(profile, measured)}
 
 

@@ -53,6 +53,14 @@ background load:
   ``parallel_overhead_us`` (thread-pool fork/join; absent = 0); with ``conv_weight_us_per_kb`` (profile-gated,
   absent = 0) a convolution with FLOPs adds ``weight_bytes / 1e3 * conv_weight_us_per_kb`` us (a per-call
   weight reorder).
+* **learned correction** (profile-gated: ``op_residuals``, fitted by ``sparoa calibrate``): the device time
+  ``nominal + host`` of an op is multiplied by ``exp(r)``, ``r`` the kernel-weighted mean of
+  ``log(measured / formula)`` over the ``neighbours`` traced ops nearest to it (same op key, the table of the
+  lane's core count in the mode, or the nearest core count; Euclidean distance in
+  :data:`RESIDUAL_FEATURES`, weight ``exp(-(d / bandwidth)^2)``, shrunk to 0 by ``prior_weight``). It is
+  applied to ``compute_ms``, ``memory_ms`` and ``fixed_ms`` alike (``host_ms`` kept), so contention still
+  scales the corrected time. Kernel choice by shape (an ``addmm`` of 16x64x192 taking 5x one of
+  16x64x128), which no per-type rate expresses, is what it carries. Far from every traced op, ``r -> 0``.
 * ``host_ms = launch_overhead_us / 1000 * (f_host_max / f_host_mode) ** host_freq_exponent``: time the
   host (Python dispatch) thread spends issuing the op, on ``cost_rules.host_processor``'s clock. For a
   processor with ``async_dispatch`` (GPU stream, NPU queue) the host goes on after issuing; for the CPU
@@ -97,9 +105,12 @@ import numpy as np
 from .graph import OpGraph
 from .profile import ProcessorSpec, SocProfile
 
-__all__ = ["OpCosts", "CostModel", "conv_variant"]
+__all__ = ["OpCosts", "CostModel", "conv_variant", "RESIDUAL_FEATURES", "residual_key", "residual_features",
+           "residual_log"]
 
 _CONV_RE = re.compile(r"conv")
+RESIDUAL_FEATURES = ("log1p_flops", "log1p_aux_flops", "log1p_bytes_in", "log1p_bytes_out", "log1p_weight_bytes",
+                     "log1p_out_numel", "log1p_reduction")
 _SCALAR = (float, int)  # np.float64 is a float subclass: values read from OpCosts arrays take the fast path
 
 
@@ -179,6 +190,7 @@ class CostModel:
                                       for p in profile.processors)
         self._base_cache: dict[int, tuple[weakref.ref, dict[str, np.ndarray]]] = {}
         self._cost_cache: dict[tuple[int, str], tuple[weakref.ref, OpCosts]] = {}
+        self._res_rows: dict[tuple[int, int], dict] = {}   # op_residuals rows per (processor, cores)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -260,6 +272,18 @@ class CostModel:
         if any(par_ovh):   # fork/join of a multi-core lane (profile-gated: 0 when the profile lacks it)
             fixed += np.array(par_ovh)[None, :]
         host = np.broadcast_to(base["host_ms_max"] * host_scale, (n, self.n_processors)).copy()
+        if any(p.op_residuals for p in self.processors):   # learned per-op correction (profile-gated)
+            nominal = np.maximum(compute, memory) + self._unhidden * np.minimum(compute, memory) + fixed
+            for j, (p, st) in enumerate(zip(self.processors, states)):
+                if not p.op_residuals:
+                    continue
+                r = self._residuals(graph, base, j, st.cores)
+                # (nominal + host) * exp(r) = nominal * k + host; k >= 0.05 keeps a tiny op's time positive
+                k = np.divide((nominal[:, j] + host[:, j]) * np.exp(r) - host[:, j], nominal[:, j],
+                              out=np.ones(n), where=nominal[:, j] > 0).clip(min=0.05)
+                compute[:, j] *= k
+                memory[:, j] *= k
+                fixed[:, j] *= k
         arrays = [compute, memory, fixed, host, base["traffic_bytes"].copy()]
         for a in arrays:
             a.setflags(write=False)
@@ -268,6 +292,25 @@ class CostModel:
             self._cost_cache = {k: v for k, v in self._cost_cache.items() if v[0]() is not None}
         self._cost_cache[key] = (weakref.ref(graph), costs)
         return costs
+
+    def _residuals(self, graph: OpGraph, base: dict, proc: int, cores: int) -> np.ndarray:
+        """Log correction of every op of ``graph`` on ``proc`` at ``cores`` cores (cached in the graph's base)."""
+        cache = base.setdefault("residuals", {})
+        hit = cache.get((proc, cores))
+        if hit is None:
+            if "res_keys" not in base:
+                nodes = graph.nodes
+                f = graph.features
+                numel = np.array([math.prod(nd.out_shape) if nd.out_shape else 0 for nd in nodes], dtype=np.float64)
+                base["res_keys"] = [residual_key(nd.op_type, nd.dtype) for nd in nodes]
+                base["res_x"] = residual_features(f["flops"], f["aux_flops"], f["bytes_in"], f["bytes_out"],
+                                                  f["weight_bytes"], numel)
+            table = self.processors[proc].op_residuals
+            rows = self._res_rows.get((proc, cores))
+            if rows is None:
+                rows = self._res_rows[(proc, cores)] = residual_rows(table, cores)
+            hit = cache[(proc, cores)] = residual_log(table, base["res_keys"], base["res_x"], cores, rows)
+        return hit
 
     def _graph_base(self, graph: OpGraph) -> dict[str, np.ndarray]:
         """Mode-independent arrays: compute time at max clocks with all cores, DRAM traffic, overheads."""
@@ -450,6 +493,63 @@ class CostModel:
         th = self.profile.thermal
         target = th.ambient_c + th.resistance_c_per_w * power_w
         return target + (temp_c - target) * math.exp(-dt_s / th.time_constant_s)
+
+
+def residual_key(op_type: str, dtype: str) -> str:
+    """Key of an op in an ``op_residuals`` table: the first two segments of its ATen type, plus ``@dtype``
+    for a reduced-precision output (float32, int and bool ops share the plain key)."""
+    parts = op_type.split(".")
+    key = ".".join(parts[:2]) if len(parts) >= 2 else op_type
+    dt = _norm_dtype(dtype or "float32")
+    return f"{key}@{dt}" if dt in ("float16", "bfloat16", "int8") else key
+
+
+def residual_features(flops, aux_flops, bytes_in, bytes_out, weight_bytes, out_numel) -> np.ndarray:
+    """``(n, len(RESIDUAL_FEATURES))`` features of ops (arrays of equal length): ``log1p`` of FLOPs,
+    elementwise work, activation bytes in and out, weight bytes, output elements, and the reduction length
+    ``K = flops / (2 * output elements)`` (the kernel shape: 9 for a 3x3 depthwise window, C_in * k^2 for a
+    dense convolution)."""
+    flops = np.asarray(flops, dtype=np.float64)
+    numel = np.asarray(out_numel, dtype=np.float64)
+    k = np.divide(flops, 2.0 * numel, out=np.zeros(len(flops)), where=numel > 0)
+    cols = [flops, aux_flops, bytes_in, bytes_out, weight_bytes, numel, k]
+    return np.log1p(np.maximum(np.stack([np.asarray(c, dtype=np.float64) for c in cols], axis=1), 0.0))
+
+
+def residual_rows(table: dict, cores: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The rows of an ``op_residuals`` table for the core count nearest to ``cores`` (in log ratio; the
+    lower one on a tie), as ``{key: (features, residuals)}`` arrays."""
+    counts = sorted(int(c) for c in table["tables"])
+    best = min(counts, key=lambda c: (abs(math.log(c / max(cores, 1))), c))
+    return {k: (np.asarray(v, dtype=np.float64)[:, :-1], np.asarray(v, dtype=np.float64)[:, -1])
+            for k, v in table["tables"][str(best)].items()}
+
+
+def residual_log(table: dict, keys: Sequence[str], x: np.ndarray, cores: int,
+                 rows: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+    """Log correction ``r`` per op from an ``op_residuals`` table (see the module docstring): 0 for an op
+    whose key the table lacks. ``rows``: :func:`residual_rows` of ``table`` for ``cores``, if at hand."""
+    out = np.zeros(len(keys))
+    if not table or not len(keys):
+        return out
+    if rows is None:
+        rows = residual_rows(table, int(cores))
+    k, h, w0 = int(table["neighbours"]), float(table["bandwidth"]), float(table["prior_weight"])
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    for key, idx in groups.items():
+        hit = rows.get(key)
+        if hit is None:
+            continue
+        feats, res = hit
+        d = np.sqrt(((x[idx][:, None, :] - feats[None, :, :]) ** 2).sum(axis=2))   # (queries, rows)
+        kk = min(k, feats.shape[0])
+        near = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < feats.shape[0] else np.argsort(d, axis=1)
+        dn = np.take_along_axis(d, near, axis=1)
+        w = np.exp(-(dn / h) ** 2)
+        out[idx] = (w * res[near]).sum(axis=1) / (w.sum(axis=1) + w0)
+    return out
 
 
 def _norm_dtype(d: str) -> str:

@@ -117,6 +117,13 @@ class ProcessorSpec:
     ``conv_weight_us_per_kb`` (optional, measured profiles; 0 when absent): every convolution with FLOPs pays
     this much extra fixed time per kB (1e3 bytes) of its weight tensor, on every call (a per-call weight
     reorder into the kernel library's blocked layout).
+    ``op_residuals`` (optional, measured profiles; absent = no correction): a learned per-op correction of
+    the formula above, nn-Meter style: for each lane core count and op key (ATen type, plus ``@dtype`` when
+    not float32), the traced ops as rows ``[features..., log(measured / formula)]`` with the feature names
+    of ``features`` (``sparoa_env.costmodel.RESIDUAL_FEATURES``). An op is priced by the formula times
+    ``exp(r)``, ``r`` the kernel-weighted mean residual of its ``neighbours`` nearest rows (Euclidean in the
+    log features; weight ``exp(-(d / bandwidth)^2)``), shrunk towards 0 by ``prior_weight`` (far from every
+    traced op, the formula alone). Fitted by ``sparoa calibrate`` (:func:`sparoa_env.calibrate.fit_op_residuals`).
     """
 
     name: str
@@ -147,6 +154,7 @@ class ProcessorSpec:
     parallel_min_numel: float = 0.0
     serial_slowdown: float = 0.0
     conv_weight_us_per_kb: float = 0.0
+    op_residuals: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -332,7 +340,7 @@ def _transfer_to_dict(t: TransferSpec) -> dict[str, Any]:
 
 def _processor_to_dict(p: ProcessorSpec) -> dict[str, Any]:
     d = _without_unset(_plain_to_dict(p), p, ("op_fixed_overhead_us", "parallel_overhead_us", "parallel_min_numel",
-                                               "serial_slowdown", "conv_weight_us_per_kb"))
+                                               "serial_slowdown", "conv_weight_us_per_kb", "op_residuals"))
     d["sparsity"] = {k: _plain_to_dict(c) for k, c in p.sparsity.items()}
     return d
 
@@ -477,10 +485,46 @@ def _read_processor(pd: Any, i: int, source: str, references: dict[str, str]) ->
         parallel_min_numel=(r.number("parallel_min_numel", lo=0) if "parallel_min_numel" in r.d else 0.0),
         serial_slowdown=(r.number("serial_slowdown", lo=0) if "serial_slowdown" in r.d else 0.0),
         conv_weight_us_per_kb=(r.number("conv_weight_us_per_kb", lo=0) if "conv_weight_us_per_kb" in r.d else 0.0),
+        op_residuals=(_read_op_residuals(r.child("op_residuals")) if "op_residuals" in r.d else {}),
         sources=r.sources(references, exempt=("sparsity",)),  # each curve carries its own source
     )
     r.done()
     return spec
+
+
+def _read_op_residuals(r: "_Reader") -> dict[str, Any]:
+    """``op_residuals`` of a processor (see :class:`ProcessorSpec`): checked field by field, rows as lists."""
+    from .costmodel import RESIDUAL_FEATURES
+
+    features = r.list("features")
+    if features != list(RESIDUAL_FEATURES):
+        r.fail("features", features, f"must be exactly {list(RESIDUAL_FEATURES)} (the features this version "
+                                     "computes; refit the profile with sparoa calibrate)")
+    out = {"features": list(features), "neighbours": r.integer("neighbours", lo=1),
+           "bandwidth": r.number("bandwidth", lo=0, lo_open=True), "prior_weight": r.number("prior_weight", lo=0)}
+    tables = r.mapping("tables")
+    if not tables:
+        r.fail("tables", tables, "must hold at least one core count")
+    width = len(features) + 1
+    out["tables"] = {}
+    for cores, by_key in tables.items():
+        if not (isinstance(cores, str) and cores.isdigit() and int(cores) >= 1):
+            r.fail(f"tables.{cores}", cores, "must be keyed by a core count (a positive integer as a string)")
+        if not isinstance(by_key, Mapping) or not by_key:
+            r.fail(f"tables.{cores}", by_key, "must be a non-empty object of op key -> rows")
+        out["tables"][cores] = {}
+        for key, rows in by_key.items():
+            if not isinstance(rows, list) or not rows:
+                r.fail(f"tables.{cores}.{key}", rows, "must be a non-empty list of rows")
+            for j, row in enumerate(rows):
+                if (not isinstance(row, list) or len(row) != width
+                        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                   for x in row)):
+                    r.fail(f"tables.{cores}.{key}[{j}]", row, f"must be a list of {width} finite numbers "
+                                                              f"({len(features)} features, then the log residual)")
+            out["tables"][cores][key] = [list(map(float, row)) for row in rows]
+    r.done()
+    return out
 
 
 def _read_curve(cd: Any, path: str, source: str, references: dict[str, str]) -> SparsityCurve:

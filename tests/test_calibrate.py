@@ -495,6 +495,30 @@ def test_fidelity_rescores_saved_measurements_without_measuring(truth, tmp_path,
     assert "other.json: field 'format'" in capsys.readouterr().err
 
 
+def test_measurements_of_separate_processes_merge_with_cross_process_halves(truth):
+    from sparoa_env.calibrate import make_plans, merge_measured, score_fidelity
+
+    prof, graphs = truth
+    g = graphs[0]
+    plans = make_plans(g, ("cpu0", "cpu1"), ("cpu", "cpu"), 2)
+    meta = {"loadavg_1m_before_after": [0.5, 0.6], "clocks_before_after": [{}, {}]}
+    parts = [{**_measured(g, plans, ms=ms, halves=(ms, ms)), **meta} for ms in (2.0, 2.2, 2.1)]
+    merged = merge_measured(parts)
+    assert merged["processes"] == 3 and merged["repeatability_scope"] == "processes"
+    assert len(merged["cases"]) == len(plans)
+    for c in merged["cases"]:
+        assert c["measured_ms"] == pytest.approx(2.1)                              # median of the processes
+        assert c["measured_halves_ms"] == pytest.approx([2.05, 2.2])               # processes 1+3 vs 2
+        assert c["measured_processes_ms"] == pytest.approx([2.0, 2.2, 2.1])
+    res = calibrate(pd.DataFrame(synthetic_rows(prof, graphs)), name="merge", cpu_lanes=2)
+    assert score_fidelity(res.profile, merged)["repeatability"]["scope"] == "processes"
+    other = {**parts[1], "machine_id": "another-machine"}
+    with pytest.raises(ValueError, match="machine_id"):
+        merge_measured([parts[0], other])
+    with pytest.raises(ValueError, match="no measurements"):
+        merge_measured([])
+
+
 def test_handoff_latency_fit_recovers_the_simulators_own_latency(truth, tmp_path, capsys):
     """Mixed-plan 'measurements' made by the simulator with a known hand-off latency: the fit finds it,
     and ``sparoa calibrate --handoff`` writes it with its source."""

@@ -50,6 +50,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--handoff", default=None,
                         help="fit the lane hand-off latency to these executor measurements of calibration models "
                              "(a 'sparoa fidelity --save' file with mixed plans) instead of the micro-benchmark")
+    parser.add_argument("--op-residuals", choices=("auto", "on", "off"), default="auto",
+                        help="the learned per-op correction (op_residuals: nearest traced ops' log residuals): "
+                             "auto (default) keeps it when leave-one-model-out cross-validation says it predicts "
+                             "other models' passes better than the formula alone; on: always; off: never")
     parser.add_argument("--json", action="store_true", help="print the fit report as JSON")
 
 
@@ -73,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
                     threads=[int(x) for x in args.threads.split(",")] if args.threads else None,
                     handoff=load_measured(args.handoff) if args.handoff else None,
                     conv_classes=args.conv_classes, op_overheads=not args.no_op_overheads,
-                    parallel_grain=args.parallel_grain, conv_weight=args.conv_weight)
+                    parallel_grain=args.parallel_grain, conv_weight=args.conv_weight,
+                    op_residuals={"auto": "auto", "on": True, "off": False}[args.op_residuals])
     out.parent.mkdir(parents=True, exist_ok=True)
     res.profile.save(out)
     if args.json:
@@ -105,6 +110,14 @@ def run(args: argparse.Namespace) -> int:
               f"op median |err| {rep['op_median_abs_error']:.1%}")
         print(f"  end-to-end (all-CPU passes): median |err| {rep['e2e_median_abs_error']:.1%}, max "
               f"{rep['e2e_max_abs_error']:.1%}, within 5% {rep['e2e_within_5pct']:.0%}, within 10% {rep['e2e_within_10pct']:.0%}")
+        if rep.get("op_residuals"):
+            r = rep["op_residuals"]
+            print(f"  learned per-op correction: {r['rows']} rows; leave-one-model-out over {r['passes']} passes of "
+                  f"{r['models']} models: within 5% {r['cv_within_5pct']:.0%}, within 10% {r['cv_within_10pct']:.0%}, "
+                  f"mean |log error| {r['cv_mean_abs_log_error']:.3f} (formula alone: {r['formula_within_5pct']:.0%}, "
+                  f"{r['formula_within_10pct']:.0%}, {r['formula_mean_abs_log_error']:.3f}); neighbours "
+                  f"{r['neighbours']}, bandwidth {r['bandwidth']:g}, prior weight {r['prior_weight']:g}: "
+                  f"{'kept' if r['kept'] else 'not kept'} ({r['why']})")
         for p in rep["passes"]:
             print(f"    {p['config']:<44} measured {p['measured_ms']:9.3f}  predicted {p['predicted_ms']:9.3f}  "
                   f"({p['error']:+.1%}); sum of in-pass ops {p['ops_sum_ms']:9.3f}")
