@@ -1412,8 +1412,8 @@ def measure_fidelity(profile: SocProfile, models: Sequence[str], *, plans: int =
                              model=pm.spec) for _, lane_of, _, _, _, _ in setups]
 
             def engine(j: int):
-                # one engine alive at a time: another plan's idle lane threads in the same process slowed a
-                # sub-millisecond model's single-lane plan by up to 60% (squeeze_excite 0.27 -> 0.44 ms)
+                # one engine alive at a time, as in a deployment (a precaution: with every plan's engine alive,
+                # squeeze_excite's single-lane plan measured the same 0.26-0.31 ms in three processes)
                 return HybridEngine(pm.module, pm.inputs, plans_of[j], dict(setups[j][2]), processors=tuple(names),
                                     program=pm.program)
 
