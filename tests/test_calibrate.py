@@ -287,6 +287,25 @@ def test_fidelity_json_has_the_documented_keys(truth, mlp_spec, tmp_path, capsys
     assert "--force" in capsys.readouterr().err
 
 
+def test_fidelity_in_fresh_processes_reports_repeatability_across_them(truth, mlp_spec, tmp_path, capsys):
+    prof, graphs = truth
+    res = calibrate(pd.DataFrame(synthetic_rows(prof, graphs)), name="fid-proc", cpu_lanes=1)
+    path = tmp_path / "fid.json"
+    res.profile.save(path)
+    saved = tmp_path / "measured.json"
+    assert sparoa(["fidelity", "--profile", path, "--models", mlp_spec, "--plans", 1, "--repeats", "3",
+                   "--warmup", "1", "--threads", "1", "--processes", "2", "--json", "--save", saved]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["repeatability"]["scope"] == "processes" and out["measured_meta"]["processes"] == 2
+    (case,) = out["cases"]
+    assert len(case["measured_processes_ms"]) == 2
+    assert case["measured_halves_ms"] == pytest.approx(case["measured_processes_ms"])
+    assert case["measured_ms"] == pytest.approx(sum(case["measured_processes_ms"]) / 2)
+    assert json.loads(saved.read_text())["repeatability_scope"] == "processes"
+    assert sparoa(["fidelity", "--profile", path, "--models", mlp_spec, "--processes", "0"]) == 2
+    assert "--processes" in capsys.readouterr().err
+
+
 def test_profile_cli_cuda_without_a_gpu_is_a_clear_error(mlp_spec, tmp_path, capsys):
     import torch
 
