@@ -1555,8 +1555,10 @@ def merge_measured(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out = {k: v for k, v in first.items() if not k.startswith("_")}
     out.update(cases=cases, graphs=graphs, processes=max(len(cs) for cs in groups.values()),
                repeatability_scope="processes" if any(len(cs) > 1 for cs in groups.values()) else "rounds",
-               loadavg_1m_before_after=[first["loadavg_1m_before_after"][0], parts[-1]["loadavg_1m_before_after"][1]],
-               clocks_before_after=[first["clocks_before_after"][0], parts[-1]["clocks_before_after"][1]])
+               loadavg_1m_before_after=[(first.get("loadavg_1m_before_after") or [math.nan, math.nan])[0],
+                                        (parts[-1].get("loadavg_1m_before_after") or [math.nan, math.nan])[1]],
+               clocks_before_after=[(first.get("clocks_before_after") or [None, None])[0],
+                                    (parts[-1].get("clocks_before_after") or [None, None])[1]])
     return out
 
 

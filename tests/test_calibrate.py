@@ -531,6 +531,8 @@ def test_measurements_of_separate_processes_merge_with_cross_process_halves(trut
         assert c["measured_processes_ms"] == pytest.approx([2.0, 2.2, 2.1])
     res = calibrate(pd.DataFrame(synthetic_rows(prof, graphs)), name="merge", cpu_lanes=2)
     assert score_fidelity(res.profile, merged)["repeatability"]["scope"] == "processes"
+    bare = [_measured(g, plans, ms=ms, halves=(ms, ms)) for ms in (2.0, 2.2)]   # files without load/clock notes
+    assert merge_measured(bare)["cases"][0]["measured_halves_ms"] == pytest.approx([2.0, 2.2])
     other = {**parts[1], "machine_id": "another-machine"}
     with pytest.raises(ValueError, match="machine_id"):
         merge_measured([parts[0], other])
