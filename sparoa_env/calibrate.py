@@ -876,35 +876,22 @@ def fit_op_residuals(profile: SocProfile, df: Any, *, stat: str = "median", proc
     prior weight are chosen from ``grid`` by **leave-one-model-out** cross-validation: every pass is
     predicted from the rows of the other models only, and the choice minimises the mean absolute log error
     of the passes (the report gives it, and the formula's, for comparison)."""
-    from .costmodel import RESIDUAL_FEATURES, CostModel, residual_features, residual_key
+    from .costmodel import RESIDUAL_FEATURES, graph_residual_inputs, nearest_core_count
 
     col = _STAT_COLUMNS[stat]
     sub = df[df["processor"] == processor]
     probes = df[df["kind"] == "probe"].groupby(["trace_id", "model", "batch", "threads"])["latency_ms"].median()
     e2e = sub[sub["kind"] == "e2e"].groupby(["trace_id", "model", "batch", "threads"])[col].median()
-    ops = sub[sub["kind"] == "op"]
-    lane = profile.processor_names[0]
-    cms: dict[int, Any] = {}
     passes = []   # (model, threads, keys, features, residuals, predicted ms, measured pass ms)
-    for key, g in graphs_from_trace(sub, processor).items():
+    for key, g, rows, pred in _priced_passes(profile, df, processor):
         t = int(key[3])
-        if t not in cms:
-            cms[t] = CostModel(with_lane_cores(profile, {lane: t}))
-        c = cms[t].op_costs(g, "fidelity")
-        pred = np.asarray(c.nominal_ms[:, 0] + c.host_ms[:, 0])
-        rows = ops[(ops["trace_id"] == key[0]) & (ops["model"] == key[1]) & (ops["batch"] == key[2])
-                   & (ops["threads"] == key[3])]
         meas = np.maximum(rows[col].to_numpy(float) - float(probes.get(key, 0.0)), 1e-6)
         whole = float(e2e.get(key, math.nan))
         if whole == whole and meas.sum() > 0 and 0.8 <= whole / meas.sum() <= 1.25:
             meas = meas * (whole / meas.sum())
         else:   # no pass recorded, or one too far from its ops to be the same machine state: the ops alone
             whole = float(meas.sum())
-        numel = np.array([float(math.prod(json.loads(s))) if s else 0.0 for s in rows["out_shape"]])
-        x = residual_features(rows["flops"].to_numpy(float), rows["aux_flops"].to_numpy(float),
-                              rows["bytes_in"].to_numpy(float), rows["bytes_out"].to_numpy(float),
-                              rows["weight_bytes"].to_numpy(float), numel)
-        keys = [residual_key(ty, dt or "float32") for ty, dt in zip(rows["op_type"], rows["dtype"].fillna(""))]
+        keys, x = graph_residual_inputs(g)
         r = np.clip(np.log(meas / np.maximum(pred, 1e-9)), -3.0, 3.0)
         passes.append((str(key[1]), t, keys, np.round(x, decimals), r, pred, whole))
     if not passes:
@@ -930,8 +917,7 @@ def fit_op_residuals(profile: SocProfile, df: Any, *, stat: str = "median", proc
         table = merged([i for i, p in enumerate(passes) if p[0] != m])
         for i in own:
             _, t, keys, x, _, _, _ = passes[i]
-            counts = sorted(table) or [t]
-            rows_t = table.get(min(counts, key=lambda c: (abs(math.log(c / t)), c)), {})
+            rows_t = table.get(nearest_core_count(table, t), {}) if table else {}
             dist = np.full((len(keys), kmax), np.inf)
             res = np.zeros((len(keys), kmax))
             for k in set(keys):
@@ -1073,24 +1059,33 @@ def graphs_from_trace(df: Any, processor: str = "cpu") -> dict[tuple, Any]:
     return out
 
 
-def _check_reproduces(profile: SocProfile, df: Any, d: FitData, f: ProcessorFit) -> float:
-    """The written profile, through the cost model, must give the fit's own per-pass sums (a guard against
-    a parameter lost in translation); returns the largest relative deviation."""
+def _priced_passes(profile: SocProfile, df: Any, processor: str = "cpu"):
+    """Each traced pass of ``processor`` as ``(key, graph, op rows, predicted ms per op)``, priced by the
+    profile's first lane with the pass's thread count as its cores (key: trace, model, batch, threads)."""
     from .costmodel import CostModel
 
+    sub = df[df["processor"] == processor]
+    ops = sub[sub["kind"] == "op"]
     lane = profile.processor_names[0]
-    pred = _predict(d, f)
-    sums = np.bincount(d.config, weights=pred, minlength=len(d.config_e2e))
-    worst = 0.0
-    graphs = graphs_from_trace(df[df["processor"] == "cpu"], "cpu")
     cms: dict[int, Any] = {}
-    for i, (key, g) in enumerate(graphs.items()):
+    # graphs_from_trace groups the same op rows by the same keys in the same order
+    groups = ops.groupby(["trace_id", "model", "batch", "threads"], sort=False)
+    for (key, g), (_, rows) in zip(graphs_from_trace(sub, processor).items(), groups):
         n = int(key[3])
         if n not in cms:
             cms[n] = CostModel(with_lane_cores(profile, {lane: n}))
         c = cms[n].op_costs(g, "fidelity")
-        total = float((c.nominal_ms[:, 0] + c.host_ms[:, 0]).sum())
-        worst = max(worst, abs(total / sums[i] - 1.0))
+        yield key, g, rows, np.asarray(c.nominal_ms[:, 0] + c.host_ms[:, 0])
+
+
+def _check_reproduces(profile: SocProfile, df: Any, d: FitData, f: ProcessorFit) -> float:
+    """The written profile, through the cost model, must give the fit's own per-pass sums (a guard against
+    a parameter lost in translation); returns the largest relative deviation."""
+    pred = _predict(d, f)
+    sums = np.bincount(d.config, weights=pred, minlength=len(d.config_e2e))
+    worst = 0.0
+    for i, (_, _, _, ms) in enumerate(_priced_passes(profile, df, "cpu")):
+        worst = max(worst, abs(float(ms.sum()) / sums[i] - 1.0))
     if worst > 0.01:
         raise RuntimeError(f"internal error: the written profile prices the traced passes up to {worst:.1%} away from "
                            "the fit (a fitted value did not fit the profile's ranges); please report it")
@@ -1538,7 +1533,7 @@ def merge_measured(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     groups: dict[tuple, list[dict]] = {}
     graphs: dict[str, Any] = {}
     for p in parts:
-        graphs.update({k: v for k, v in p["graphs"].items()})
+        graphs.update(p["graphs"])
         for c in p["cases"]:
             groups.setdefault((c["model"], c["batch"], c["plan"]), []).append(c)
     cases = []

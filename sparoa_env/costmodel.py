@@ -106,7 +106,7 @@ from .graph import OpGraph
 from .profile import ProcessorSpec, SocProfile
 
 __all__ = ["OpCosts", "CostModel", "conv_variant", "RESIDUAL_FEATURES", "residual_key", "residual_features",
-           "residual_log"]
+           "graph_residual_inputs", "nearest_core_count", "residual_log"]
 
 _CONV_RE = re.compile(r"conv")
 RESIDUAL_FEATURES = ("log1p_flops", "log1p_aux_flops", "log1p_bytes_in", "log1p_bytes_out", "log1p_weight_bytes",
@@ -299,12 +299,7 @@ class CostModel:
         hit = cache.get((proc, cores))
         if hit is None:
             if "res_keys" not in base:
-                nodes = graph.nodes
-                f = graph.features
-                numel = np.array([math.prod(nd.out_shape) if nd.out_shape else 0 for nd in nodes], dtype=np.float64)
-                base["res_keys"] = [residual_key(nd.op_type, nd.dtype) for nd in nodes]
-                base["res_x"] = residual_features(f["flops"], f["aux_flops"], f["bytes_in"], f["bytes_out"],
-                                                  f["weight_bytes"], numel)
+                base["res_keys"], base["res_x"] = graph_residual_inputs(graph)
             table = self.processors[proc].op_residuals
             rows = self._res_rows.get((proc, cores))
             if rows is None:
@@ -504,6 +499,19 @@ def residual_key(op_type: str, dtype: str) -> str:
     return f"{key}@{dt}" if dt in ("float16", "bfloat16", "int8") else key
 
 
+def graph_residual_inputs(graph: OpGraph) -> tuple[list[str], np.ndarray]:
+    """The ``op_residuals`` key (:func:`residual_key`) and features (:func:`residual_features`) of every op."""
+    nodes, f = graph.nodes, graph.features
+    numel = np.array([math.prod(nd.out_shape) if nd.out_shape else 0 for nd in nodes], dtype=np.float64)
+    return ([residual_key(nd.op_type, nd.dtype) for nd in nodes],
+            residual_features(f["flops"], f["aux_flops"], f["bytes_in"], f["bytes_out"], f["weight_bytes"], numel))
+
+
+def nearest_core_count(counts, cores: int) -> int:
+    """Of the core counts ``counts``, the one nearest to ``cores`` in log ratio (the lower one on a tie)."""
+    return min(counts, key=lambda c: (abs(math.log(int(c) / max(cores, 1))), int(c)))
+
+
 def residual_features(flops, aux_flops, bytes_in, bytes_out, weight_bytes, out_numel) -> np.ndarray:
     """``(n, len(RESIDUAL_FEATURES))`` features of ops (arrays of equal length): ``log1p`` of FLOPs,
     elementwise work, activation bytes in and out, weight bytes, output elements, and the reduction length
@@ -519,8 +527,7 @@ def residual_features(flops, aux_flops, bytes_in, bytes_out, weight_bytes, out_n
 def residual_rows(table: dict, cores: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The rows of an ``op_residuals`` table for the core count nearest to ``cores`` (in log ratio; the
     lower one on a tie), as ``{key: (features, residuals)}`` arrays."""
-    counts = sorted(int(c) for c in table["tables"])
-    best = min(counts, key=lambda c: (abs(math.log(c / max(cores, 1))), c))
+    best = nearest_core_count([int(c) for c in table["tables"]], cores)
     return {k: (np.asarray(v, dtype=np.float64)[:, :-1], np.asarray(v, dtype=np.float64)[:, -1])
             for k, v in table["tables"][str(best)].items()}
 

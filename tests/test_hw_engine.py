@@ -65,6 +65,17 @@ def assert_same(out, ref):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def random_plan(prog, seed: int) -> dict[str, str]:
+    """Every op group on lane 'cpu' or 'gpu' at random (seeded)."""
+    rng = np.random.default_rng(seed)
+    return {g: ("cpu", "gpu")[int(rng.integers(2))] for g in prog.group_names}
+
+
+def requests(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``n`` random inputs of the ``branchy`` model."""
+    return [(torch.randn(1, 3, 12, 12), torch.randn(1, 5)) for _ in range(n)]
+
+
 def test_all_cpu_plan_matches_eager_and_runs_inline(model):
     m, x, prog = model
     with HybridEngine(m, x, Plan({g: "cpu" for g in prog.group_names}), program=prog) as eng:
@@ -78,8 +89,7 @@ def test_all_cpu_plan_matches_eager_and_runs_inline(model):
 @pytest.mark.parametrize("seed", range(6))
 def test_random_plans_on_two_cpu_lanes_match_eager(model, seed):
     m, x, prog = model
-    rng = np.random.default_rng(seed)
-    plan = {g: ("cpu", "gpu")[int(rng.integers(2))] for g in prog.group_names}
+    plan = random_plan(prog, seed)
     with HybridEngine(m, x, plan, CPU_TWO_LANES, program=prog) as eng:
         with torch.no_grad():
             ref = m(*x)
@@ -107,7 +117,7 @@ def test_alternating_plan_segments_and_lanes(model):
 def test_consecutive_requests_overlap_and_stay_correct(model):
     m, x, prog = model
     plan = {g: ("cpu", "gpu")[k * 2 // len(prog.group_names)] for k, g in enumerate(prog.group_names)}
-    inputs = [(torch.randn(1, 3, 12, 12), torch.randn(1, 5)) for _ in range(6)]
+    inputs = requests(6)
     with HybridEngine(m, x, plan, CPU_TWO_LANES, program=prog) as eng:
         pend = [eng.submit(*inp) for inp in inputs]  # all in flight at once
         with torch.no_grad():
@@ -164,9 +174,8 @@ def test_every_segment_runs_on_its_lanes_cores_and_threads(model, spin_us):
 @needs_two_cores
 def test_blocking_calls_mixed_with_submitted_requests_stay_correct(model):
     m, x, prog = model
-    rng = np.random.default_rng(7)
-    plan = {g: ("cpu", "gpu")[int(rng.integers(2))] for g in prog.group_names}
-    inputs = [(torch.randn(1, 3, 12, 12), torch.randn(1, 5)) for _ in range(8)]
+    plan = random_plan(prog, 7)
+    inputs = requests(8)
     with HybridEngine(m, x, plan, CPU_TWO_LANES, program=prog) as eng, torch.no_grad():
         pend = [eng.submit(*inp) for inp in inputs[:4]]
         direct = [eng(*inp) for inp in inputs[4:]]   # the engine may be busy: these then queue like submit()
@@ -369,7 +378,7 @@ def test_other_errors_name_the_segment(model):
 
 def test_serve_with_dynamic_batching_returns_every_output(model):
     m, x, prog = model
-    reqs = [(torch.randn(1, 3, 12, 12), torch.randn(1, 5)) for _ in range(10)]
+    reqs = requests(10)
     with HybridEngine(m, x, {g: "cpu" for g in prog.group_names}, program=prog) as eng:
         rep = eng.serve(reqs, max_batch=4, max_wait_ms=2.0, return_outputs=True, warmup=1)
         assert rep.completed == 10 and not rep.errors
@@ -389,9 +398,8 @@ def test_serve_with_dynamic_batching_returns_every_output(model):
 @needs_two_cores
 def test_serve_on_two_lanes_returns_every_output(model):
     m, x, prog = model
-    rng = np.random.default_rng(11)
-    plan = {g: ("cpu", "gpu")[int(rng.integers(2))] for g in prog.group_names}
-    reqs = [(torch.randn(1, 3, 12, 12), torch.randn(1, 5)) for _ in range(6)]
+    plan = random_plan(prog, 11)
+    reqs = requests(6)
     with HybridEngine(m, x, plan, CPU_TWO_LANES, program=prog) as eng:
         rep = eng.serve(reqs, max_batch=2, max_wait_ms=1.0, return_outputs=True, warmup=1)
         assert rep.completed == 6 and not rep.errors
@@ -406,8 +414,7 @@ def test_zoo_model_random_plan_matches_eager():
 
     m, x = load_module("mobilenet_v3_small", 1)
     prog = Program(m, x)
-    rng = np.random.default_rng(3)
-    plan = {g: ("cpu", "gpu")[int(rng.integers(2))] for g in prog.group_names}
+    plan = random_plan(prog, 3)
     with HybridEngine(m, x, plan, CPU_TWO_LANES, program=prog) as eng, torch.no_grad():
         assert_same(eng(*x), m(*x))
 
@@ -417,8 +424,7 @@ def test_zoo_model_random_plan_matches_eager():
 @pytest.mark.parametrize("seed", range(3))
 def test_hybrid_cpu_gpu_matches_eager(model, seed):
     m, x, prog = model
-    rng = np.random.default_rng(seed)
-    plan = {g: ("cpu", "gpu")[int(rng.integers(2))] for g in prog.group_names}
+    plan = random_plan(prog, seed)
     with HybridEngine(m, x, plan, {"cpu": "cpu", "gpu": "cuda:0"}, program=prog) as eng, torch.no_grad():
         ref = m(*x)
         for _ in range(3):
