@@ -6,10 +6,10 @@ from live telemetry whenever the hardware state changes.
 
 Pieces (each usable on its own):
 
-* :class:`LiveHardwareState` reads telemetry and maps it to the per-lane hardware state with **HwBackend's own
-  functions** (``HwBackend._sample`` and ``HwBackend._lane_telemetry`` are this class's methods, the same
-  function objects): background share of each lane (utilisation of the lane's cores minus this process's
-  own share of them, an estimate), clock fraction, power mode.
+* :class:`LiveHardwareState` reads telemetry and maps it to the per-lane hardware state with **the hw
+  backend's own code** (:class:`~sparoa_env.hw.backend.TelemetrySampler` and
+  :func:`~sparoa_env.hw.backend.lane_telemetry`): background share of each lane (utilisation of the lane's
+  cores minus this process's own share of them, an estimate), clock fraction, power mode.
 * :class:`Replanner` asks the policy for a plan for a hardware state: one deterministic rollout of the
   policy over the model's graph in the simulator environment the policy was trained on (``SparOA-Host-v0``
   for the shipped policy), with that state as the environment's background (``background={"lane_share":
@@ -67,12 +67,6 @@ DEFAULT_POLICY = _data_dir() / "policies" / "host-deploy"
 STATE_STEP = 0.1  # background shares are rounded to this before they reach the simulator (and the plan cache)
 
 
-def _hw_backend():
-    from sparoa_env.hw.backend import HwBackend
-
-    return HwBackend
-
-
 # ------------------------------------------------------------------------------------------------ state
 @dataclass(frozen=True)
 class HardwareState:
@@ -105,30 +99,27 @@ class LiveHardwareState:
 
     ``lanes``: the :class:`~sparoa_env.hw.devices.LaneSpec` of each processor in lane order. ``telemetry``:
     anything with ``sample()`` returning :meth:`sparoa_env.hw.telemetry.Telemetry.sample`'s dict (default: a
-    new ``Telemetry``). Each :meth:`read` takes a fresh sample (``telemetry_interval_ms`` = 0): psutil's
-    per-core utilisation is then the average since the previous read.
+    new ``Telemetry``). Each :meth:`read` takes a fresh sample (sampler interval 0): psutil's per-core
+    utilisation is then the average since the previous read.
     """
-
-    _sample = _hw_backend()._sample
-    _lane_telemetry = _hw_backend()._lane_telemetry
 
     def __init__(self, lanes: Sequence[Any], telemetry: Any = None, clock: Callable[[], float] = time.perf_counter) -> None:
         if telemetry is None:
             from sparoa_env.hw.telemetry import Telemetry
 
             telemetry = Telemetry(use_nvml=any(getattr(s, "is_cuda", False) for s in lanes))
+        from sparoa_env.hw.backend import TelemetrySampler
+
         self.lanes = list(lanes)
         self.telemetry = telemetry
-        self.telemetry_interval_ms = 0.0
-        self._tel_cache: dict[str, Any] | None = None
-        self._tel_wall = -math.inf
-        self._tel_proc_cpu = None
-        self._tel_threads = None
+        self.sampler = TelemetrySampler(telemetry, interval_ms=0.0)
         self._clock = clock
 
     def read(self) -> HardwareState:
-        tel = self._sample()
-        pairs = [self._lane_telemetry(k, spec, tel) for k, spec in enumerate(self.lanes)]
+        from sparoa_env.hw.backend import lane_telemetry
+
+        tel = self.sampler.sample()
+        pairs = [lane_telemetry(spec, tel) for spec in self.lanes]
         return HardwareState(tuple(float(bg) for bg, _ in pairs), tuple(float(f) for _, f in pairs),
                              (tel or {}).get("power_mode"), self._clock() * 1e3)
 

@@ -16,7 +16,7 @@ pytest.importorskip("psutil")
 
 from agents import deploy as D  # noqa: E402
 from sparoa_env import cli  # noqa: E402
-from sparoa_env.hw.backend import HwBackend  # noqa: E402
+from sparoa_env.hw import backend as hb  # noqa: E402
 from sparoa_env.hw.devices import parse_device_map  # noqa: E402
 
 TOY = "tests/models_unseen.py:parallel_mlp"
@@ -54,7 +54,7 @@ class LaneLoadStub:
 
 class ScriptedTelemetry:
     """Telemetry.sample()'s dict with per-core utilisation from a list the test sets (8 entries, so that this
-    process's own share, spread over them by HwBackend's estimate, stays small)."""
+    process's own share, spread over them by the sampler's estimate, stays small)."""
 
     def __init__(self) -> None:
         self.util = [0.0] * 8
@@ -70,8 +70,6 @@ class ScriptedTelemetry:
 def scripted(monkeypatch):
     """With scripted telemetry, this test process's own per-core CPU share (real, from /proc) would be subtracted
     from the scripted utilisation; use the even spread over the 8 scripted cores instead (at most 2/8 here)."""
-    import sparoa_env.hw.backend as hb
-
     monkeypatch.setattr(hb, "_thread_cpu", lambda: None)
 
 
@@ -118,33 +116,63 @@ def test_parse_inject():
 
 # ------------------------------------------------------------------------------------------------ state mapping
 def test_state_mapping_is_hwbackends_own_code(scripted):
-    assert D.LiveHardwareState._sample is HwBackend._sample
-    assert D.LiveHardwareState._lane_telemetry is HwBackend._lane_telemetry
     tel = ScriptedTelemetry()
     tel.util[:2] = [0.95, 0.05]
     specs = parse_device_map({"cpu0": "cpu:0", "cpu1": "cpu:1"}, PROCS, check=[])
     live = D.LiveHardwareState([specs[p] for p in PROCS], tel)
+    assert type(live.sampler) is hb.TelemetrySampler and live.sampler.interval_ms == 0.0
     s = live.read()
-    sample = live._tel_cache
-    want = [HwBackend._lane_telemetry(None, k, specs[p], sample) for k, p in enumerate(PROCS)]
+    want = [hb.lane_telemetry(specs[p], live.sampler.latest) for p in PROCS]
     assert s.background == tuple(b for b, _ in want) and s.freq == tuple(f for _, f in want)
     assert s.background[0] > 0.5 > s.background[1]
 
 
 def test_own_share_is_subtracted_per_core():
-    import threading
-
-    from sparoa_env.hw.backend import _thread_cpu
-
     spec0, spec1 = (parse_device_map({"cpu0": "cpu:0", "cpu1": "cpu:1"}, PROCS, check=[])[p] for p in PROCS)
     tel = {"cpu": {"util_percpu": [0.9, 0.1]}, "own_cpu_frac": 0.3, "own_cpu_percpu": [0.6, 0.0]}
-    assert HwBackend._lane_telemetry(None, 0, spec0, tel)[0] == pytest.approx(0.3)   # our pinned lane's own work
-    assert HwBackend._lane_telemetry(None, 1, spec1, tel)[0] == pytest.approx(0.1)
-    del tel["own_cpu_percpu"]                                                        # no /proc: spread evenly
-    assert HwBackend._lane_telemetry(None, 0, spec0, tel)[0] == pytest.approx(0.6)
-    threads = _thread_cpu()
+    assert hb.lane_telemetry(spec0, tel)[0] == pytest.approx(0.3)   # our pinned lane's own work
+    assert hb.lane_telemetry(spec1, tel)[0] == pytest.approx(0.1)
+    del tel["own_cpu_percpu"]                                       # no /proc: spread evenly
+    assert hb.lane_telemetry(spec0, tel)[0] == pytest.approx(0.6)
+    threads = hb._thread_cpu()
     assert threads is not None and threading.get_native_id() in threads
     assert all(sec >= 0 and core >= 0 for sec, core in threads.values())
+
+
+def test_own_share_is_not_a_clock_tick_over_a_short_window(monkeypatch):
+    """CPU time comes in 10 ms ticks: two samples 1 ms apart with one tick between them must not read as this
+    process filling the cores (what made a lane under full scripted load look idle); over a long window the
+    share is the plain rate."""
+    cpu = {"proc": 1.0, "threads": {1: (1.0, 0)}}
+    now = [0.0]
+    monkeypatch.setattr(hb, "_process_cpu_s", lambda: cpu["proc"])
+    monkeypatch.setattr(hb, "_thread_cpu", lambda: dict(cpu["threads"]))
+    tel = ScriptedTelemetry()
+    sampler = hb.TelemetrySampler(tel, interval_ms=0.0, clock=lambda: now[0])
+    assert sampler.sample()["own_cpu_frac"] == 0.0                  # nothing to compare with yet
+    now[0], cpu["proc"], cpu["threads"] = 0.001, 1.01, {1: (1.01, 0)}
+    s = sampler.sample()
+    assert s["own_cpu_percpu"][0] == pytest.approx(0.1) and s["own_cpu_frac"] == pytest.approx(0.1 / 8)
+    now[0], cpu["proc"], cpu["threads"] = 0.5, 1.41, {1: (1.41, 0)}  # 0.4 s of one core since the 1 ms sample
+    s = sampler.sample()
+    assert s["own_cpu_percpu"][0] == pytest.approx(0.4 / 0.499) and s["own_cpu_frac"] == pytest.approx(0.4 / 0.499 / 8)
+    now[0], cpu["proc"], cpu["threads"] = 0.55, 1.46, {1: (1.46, 0)}  # baseline: the snapshot >= 100 ms old
+    assert sampler.sample()["own_cpu_percpu"][0] == pytest.approx(0.45 / 0.549)
+    with pytest.raises(ValueError, match="interval_ms and own_window_ms must be >= 0"):
+        hb.TelemetrySampler(tel, interval_ms=-1)
+
+
+def test_sampler_caches_for_its_interval():
+    now = [0.0]
+    tel = ScriptedTelemetry()
+    sampler = hb.TelemetrySampler(tel, interval_ms=50.0, clock=lambda: now[0])
+    first = sampler.sample()
+    tel.util[0] = 1.0
+    now[0] = 0.04
+    assert sampler.sample() is first
+    now[0] = 0.06
+    assert sampler.sample()["cpu"]["util_percpu"][0] == 1.0
+    assert hb.TelemetrySampler(None).sample() is None
 
 
 # ------------------------------------------------------------------------------------------------ re-planning

@@ -38,7 +38,8 @@ measured times in place of modelled ones:
   GPU; ``queue_len`` and ``time_to_free_ms`` from the time line; ``background_frac`` = utilisation of the
   lane's cores / GPU from telemetry (sampled at most every ``telemetry_interval_ms`` of wall time) minus
   this process's own share of those cores (each thread's CPU time on the core it last ran on, from
-  ``/proc/self/task``; spread evenly over all cores where that is unreadable), an estimate.
+  ``/proc/self/task``; spread evenly over all cores where that is unreadable), an estimate: see
+  :class:`TelemetrySampler` and :func:`lane_telemetry`, which ``sparoa deploy`` uses too.
 
 Options (``gym.make(..., backend="hw", **options)``): see :data:`HW_OPTIONS`.
 """
@@ -108,7 +109,6 @@ class HwBackend:
         if self.repeats < 1:
             raise ValueError(f"hw backend: repeats must be >= 1, got {self.repeats}")
         self.record = bool(options.get("record", True))
-        self.telemetry_interval_ms = float(options.get("telemetry_interval_ms", 50.0))
         module, inputs = options.get("module"), options.get("example_inputs")
         if module is None:
             if model is None:
@@ -131,10 +131,7 @@ class HwBackend:
             from .telemetry import Telemetry
 
             self.telemetry = Telemetry()
-        self._tel_cache: dict[str, Any] | None = None
-        self._tel_wall = -math.inf
-        self._tel_proc_cpu = None
-        self._tel_threads: dict[int, tuple[float, int]] | None = None
+        self.sampler = TelemetrySampler(self.telemetry, float(options.get("telemetry_interval_ms", 50.0)))
         self._graph: OpGraph | None = None
         self._episode: _Episode | None = None
 
@@ -298,11 +295,11 @@ class HwBackend:
         ep = self._episode
         r, i = ep.pending
         now = ep.host_ms
-        tel = self._sample()
+        tel = self.sampler.sample()
         hw = np.zeros((len(self.processors), len(HW_STATE_FIELDS)))
         for k, spec in enumerate(self.lanes):
             own = ep.busy_share(k, now, UTIL_WINDOW_MS)
-            bg, freq = self._lane_telemetry(k, spec, tel)
+            bg, freq = lane_telemetry(spec, tel)
             hw[k, 0] = min(1.0, own + bg * (1.0 - own))
             hw[k, 1] = freq
             hw[k, 2] = 1.0 if spec.is_cuda else 1.0 - bg
@@ -314,68 +311,6 @@ class HwBackend:
         return Decision(request=r, op=i, now_ms=now, request_elapsed_ms=now - ep.arrivals[r],
                         input_bytes_on=ep.input_bytes_on(r, i), hw_state=hw, power_mode=mode,
                         temperature_c=float(temp) if temp is not None else math.nan, active_requests=ep.n_active(now))
-
-    def _sample(self) -> dict[str, Any] | None:
-        if self.telemetry is None:
-            return None
-        wall = time.perf_counter() * 1e3
-        if wall - self._tel_wall >= self.telemetry_interval_ms or self._tel_cache is None:
-            s = self.telemetry.sample()
-            try:
-                import psutil
-
-                cpu = psutil.Process().cpu_times()
-                proc = cpu.user + cpu.system
-            except Exception:  # noqa: BLE001
-                proc = None
-            own = None
-            if proc is not None and self._tel_proc_cpu is not None and wall > self._tel_wall:
-                ncpu = max(len(s["cpu"].get("util_percpu") or [1]), 1)
-                own = (proc - self._tel_proc_cpu) * 1e3 / ((wall - self._tel_wall) * ncpu)
-            s["own_cpu_frac"] = min(max(own, 0.0), 1.0) if own is not None else 0.0
-            # per core: each of this process's threads' CPU time since the last sample, on the core it last ran on
-            # (exact for the pinned lane workers); what _lane_telemetry subtracts when available
-            threads = _thread_cpu()
-            if threads is not None and self._tel_threads is not None and wall > self._tel_wall:
-                per = [0.0] * max(len(s["cpu"].get("util_percpu") or [1]), 1)
-                dt = (wall - self._tel_wall) / 1e3
-                for tid, (sec, core) in threads.items():
-                    if 0 <= core < len(per):
-                        per[core] += max(sec - self._tel_threads.get(tid, (0.0, core))[0], 0.0) / dt
-                s["own_cpu_percpu"] = [min(x, 1.0) for x in per]
-            self._tel_threads = threads
-            self._tel_proc_cpu = proc
-            self._tel_cache, self._tel_wall = s, wall
-        return self._tel_cache
-
-    def _lane_telemetry(self, k: int, spec: LaneSpec, tel: dict[str, Any] | None) -> tuple[float, float]:
-        """(background fraction, clock fraction) of one lane from the latest sample."""
-        if not tel:
-            return 0.0, 1.0
-        if spec.is_cuda:
-            idx = int(spec.device.split(":")[1])
-            gpus = tel.get("gpus") or []
-            if idx < len(gpus):
-                g = gpus[idx]
-                util = g.get("util") or 0.0
-                clk, mx = g.get("sm_clock_mhz"), g.get("max_sm_clock_mhz")
-                freq = clk / mx if clk and mx else 1.0
-                return float(min(max(util, 0.0), 1.0)), float(min(freq, 1.0))
-            j = tel.get("jetson") or {}
-            if j.get("gpu_freq_mhz") and j.get("gpu_max_freq_mhz"):
-                return float(j.get("gpu_util") or 0.0), float(min(j["gpu_freq_mhz"] / j["gpu_max_freq_mhz"], 1.0))
-            return 0.0, 1.0
-        cpu = tel.get("cpu") or {}
-        util = cpu.get("util_percpu") or []
-        cores = spec.cores if spec.cores is not None else tuple(range(len(util)))
-        us = [util[c] for c in cores if c < len(util)]
-        own_pc = tel.get("own_cpu_percpu")
-        mine = [own_pc[c] for c in cores if c < len(own_pc)] if own_pc else []
-        own = float(np.mean(mine)) if mine else tel.get("own_cpu_frac", 0.0)
-        bg = max(float(np.mean(us)) - own, 0.0) if us else 0.0
-        fs, ms = cpu.get("freq_mhz_percpu") or [], cpu.get("max_freq_mhz_percpu") or []
-        ratios = [fs[c] / ms[c] for c in cores if c < len(fs) and c < len(ms) and ms[c] and ms[c] == ms[c] and ms[c] > 0]
-        return min(bg, 1.0), float(min(np.mean(ratios), 1.0)) if ratios else 1.0
 
     def _final(self, ep: "_Episode") -> dict[str, Any]:
         lat = [d - a for d, a in zip(ep.done, ep.arrivals)]
@@ -392,13 +327,123 @@ class HwBackend:
         return out
 
     def _decision_mode(self) -> str:
-        tel = self._tel_cache or {}
+        tel = self.sampler.latest or {}
         return tel.get("power_mode") or self.power_mode
 
     def _temperature(self) -> float:
-        tel = self._tel_cache or {}
+        tel = self.sampler.latest or {}
         t = tel.get("temperature_c")
         return float(t) if t is not None else math.nan
+
+
+# ------------------------------------------------------------------------------------------------ telemetry -> lane state
+OWN_WINDOW_MS = 100.0
+"""Shortest wall window over which this process's own CPU share is measured. The kernel counts CPU time in
+clock ticks (10 ms on Linux), so over a 1 ms window one tick reads as 10 cores busy; over 100 ms the error of
+one tick is 10% of a core."""
+
+
+class TelemetrySampler:
+    """Samples of a :class:`~sparoa_env.hw.telemetry.Telemetry` (anything with its ``sample()``), taken at most
+    every ``interval_ms`` of wall time (0: every call), each with this process's own CPU share added:
+    ``own_cpu_frac`` (whole process, as a fraction of all cores) and, where ``/proc/self/task`` is readable,
+    ``own_cpu_percpu`` (each thread's CPU time, counted on the core it last ran on; exact for pinned lane
+    workers). The own share is measured from the newest earlier snapshot at least ``own_window_ms`` old (the
+    oldest one while there is none that old) and divided by at least ``own_window_ms``, so back-to-back
+    samples do not divide a clock tick by a tiny window (in the first ``own_window_ms`` the share is then an
+    underestimate). What :func:`lane_telemetry` subtracts. Used by the hw backend and by ``sparoa deploy``."""
+
+    def __init__(self, telemetry: Any, interval_ms: float = 50.0, own_window_ms: float = OWN_WINDOW_MS,
+                 clock: Any = time.perf_counter) -> None:
+        if interval_ms < 0 or own_window_ms < 0:
+            raise ValueError(f"interval_ms and own_window_ms must be >= 0, got {interval_ms!r}, {own_window_ms!r}")
+        self.telemetry = telemetry
+        self.interval_ms = float(interval_ms)
+        self.own_window_ms = float(own_window_ms)
+        self._clock = clock
+        self.latest: dict[str, Any] | None = None
+        self._wall = -math.inf
+        self._snaps: list[tuple[float, float | None, dict[int, tuple[float, int]] | None]] = []
+
+    def sample(self) -> dict[str, Any] | None:
+        """The latest sample (a fresh one when ``interval_ms`` has passed), or None without telemetry."""
+        if self.telemetry is None:
+            return None
+        wall = self._clock() * 1e3
+        if self.latest is not None and wall - self._wall < self.interval_ms:
+            return self.latest
+        s = self.telemetry.sample()
+        proc = _process_cpu_s()
+        threads = _thread_cpu()
+        base = self._baseline(wall)
+        ncpu = max(len((s.get("cpu") or {}).get("util_percpu") or [1]), 1)
+        own = None
+        if base is not None:
+            b_wall, b_proc, b_threads = base
+            dt = max(wall - b_wall, self.own_window_ms, 1e-6) / 1e3
+            if proc is not None and b_proc is not None:
+                own = (proc - b_proc) / (dt * ncpu)
+            if threads is not None and b_threads is not None:
+                per = [0.0] * ncpu
+                for tid, (sec, core) in threads.items():
+                    if 0 <= core < ncpu:
+                        per[core] += max(sec - b_threads.get(tid, (0.0, core))[0], 0.0) / dt
+                s["own_cpu_percpu"] = [min(x, 1.0) for x in per]
+        s["own_cpu_frac"] = min(max(own, 0.0), 1.0) if own is not None else 0.0
+        self._snaps.append((wall, proc, threads))
+        self.latest, self._wall = s, wall
+        return s
+
+    def _baseline(self, wall: float):
+        """The newest snapshot at least ``own_window_ms`` before ``wall`` (else the oldest); drops older ones."""
+        old = [i for i, (w, _, _) in enumerate(self._snaps) if wall - w >= self.own_window_ms]
+        if old:
+            del self._snaps[:old[-1]]
+        snaps = [x for x in self._snaps if x[0] < wall]
+        return snaps[0] if snaps else None
+
+
+def lane_telemetry(spec: LaneSpec, tel: dict[str, Any] | None) -> tuple[float, float]:
+    """(background fraction, clock fraction) of one lane from a :class:`TelemetrySampler` sample: a GPU's
+    utilisation and SM clock (NVML, else jtop); a CPU lane's cores' mean utilisation minus this process's own
+    share of them (``own_cpu_percpu``, else ``own_cpu_frac`` spread evenly), and their clock / max clock."""
+    if not tel:
+        return 0.0, 1.0
+    if spec.is_cuda:
+        idx = int(spec.device.split(":")[1])
+        gpus = tel.get("gpus") or []
+        if idx < len(gpus):
+            g = gpus[idx]
+            util = g.get("util") or 0.0
+            clk, mx = g.get("sm_clock_mhz"), g.get("max_sm_clock_mhz")
+            freq = clk / mx if clk and mx else 1.0
+            return float(min(max(util, 0.0), 1.0)), float(min(freq, 1.0))
+        j = tel.get("jetson") or {}
+        if j.get("gpu_freq_mhz") and j.get("gpu_max_freq_mhz"):
+            return float(j.get("gpu_util") or 0.0), float(min(j["gpu_freq_mhz"] / j["gpu_max_freq_mhz"], 1.0))
+        return 0.0, 1.0
+    cpu = tel.get("cpu") or {}
+    util = cpu.get("util_percpu") or []
+    cores = spec.cores if spec.cores is not None else tuple(range(len(util)))
+    us = [util[c] for c in cores if c < len(util)]
+    own_pc = tel.get("own_cpu_percpu")
+    mine = [own_pc[c] for c in cores if c < len(own_pc)] if own_pc else []
+    own = float(np.mean(mine)) if mine else tel.get("own_cpu_frac", 0.0)
+    bg = max(float(np.mean(us)) - own, 0.0) if us else 0.0
+    fs, ms = cpu.get("freq_mhz_percpu") or [], cpu.get("max_freq_mhz_percpu") or []
+    ratios = [fs[c] / ms[c] for c in cores if c < len(fs) and c < len(ms) and ms[c] and ms[c] == ms[c] and ms[c] > 0]
+    return min(bg, 1.0), float(min(np.mean(ratios), 1.0)) if ratios else 1.0
+
+
+def _process_cpu_s() -> float | None:
+    """This process's user + system CPU seconds (psutil), None where unreadable."""
+    try:
+        import psutil
+
+        cpu = psutil.Process().cpu_times()
+        return cpu.user + cpu.system
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _thread_cpu() -> dict[int, tuple[float, int]] | None:
