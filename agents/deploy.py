@@ -492,7 +492,8 @@ class Deployment:
 
 
 # ------------------------------------------------------------------------------------------------ figures
-def _stats(xs: Sequence[float]) -> dict[str, Any]:
+def latency_stats(xs: Sequence[float]) -> dict[str, Any]:
+    """``n``, mean, p50 and p95 (ms, rounded to 1 us) of latencies; None figures when there are none."""
     a = np.asarray(list(xs), dtype=np.float64)
     if a.size == 0:
         return {"n": 0, "mean_ms": None, "p50_ms": None, "p95_ms": None}
@@ -513,9 +514,9 @@ def summarise(dep: Deployment, windows_ms: Sequence[tuple[float, float]] = ()) -
     return {
         "mode": "replan" if dep.replan_enabled else "fixed",
         "requests": len(recs),
-        "latency": _stats(r.latency_ms for r in recs),
-        "latency_injected": _stats(r.latency_ms for r in inside),
-        "latency_outside": _stats(r.latency_ms for r in outside),
+        "latency": latency_stats(r.latency_ms for r in recs),
+        "latency_injected": latency_stats(r.latency_ms for r in inside),
+        "latency_outside": latency_stats(r.latency_ms for r in outside),
         "service_ms_mean": round(float(np.mean([r.end_ms - r.start_ms for r in recs])), 3) if recs else None,
         "plans": [plan_label(p, dep.processors) for p in dep.plans],
         "served_by_plan": served,
@@ -650,14 +651,11 @@ def _candidate_plans(u: Any) -> dict[str, np.ndarray]:
 
 
 def _replay(env: Any, lanes: np.ndarray, seed: int) -> float:
-    u = env.unwrapped
-    env.reset(seed=seed)
-    k = 0
-    while True:
-        _, _, term, trunc, info = env.step(u.score_of(int(lanes[k])))
-        k += 1
-        if term or trunc:
-            return float(np.mean(info["latency_ms"]))
+    """Mean simulated latency of the static plan ``lanes`` in one episode of ``env``."""
+    from .baselines import PlanPolicy
+    from .evaluate import run_episode
+
+    return float(np.mean(run_episode(env, PlanPolicy("static", lambda env, mode: lanes), seed).latency_ms))
 
 
 def train_deploy_policy(out: str | Path, *, models: Sequence[str] = ("mobilenet_v3_small", "resnet18"),

@@ -26,15 +26,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.deploy import DEFAULT_POLICY, Replanner, deploy, plan_label, quiet_state  # noqa: E402
+from agents.deploy import DEFAULT_POLICY, Replanner, deploy, latency_stats, plan_label, quiet_state  # noqa: E402
 from agents.policy import load_policy  # noqa: E402
 
 
-def _stats(xs: list[float]) -> str:
-    if not xs:
+def _row(st: dict) -> str:
+    if not st["n"]:
         return f"{'-':>7} {'-':>7} {'-':>7}"
-    a = np.asarray(xs)
-    return f"{a.mean():7.2f} {np.percentile(a, 50):7.2f} {np.percentile(a, 95):7.2f}"
+    return f"{st['mean_ms']:7.2f} {st['p50_ms']:7.2f} {st['p95_ms']:7.2f}"
 
 
 def _uptime() -> str:
@@ -93,18 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         inside = [x["latency_ms"] for x in det if any(w0 <= x["arrival_ms"] < w1 for w0, w1 in win)]
         outside = [x["latency_ms"] for x in det if not any(w0 <= x["arrival_ms"] < w1 for w0, w1 in win)]
         allx = [x["latency_ms"] for x in det]
-        print(f"{mode:<7} | {_stats(allx):>34} | {_stats(inside):>30} | {_stats(outside):>29}")
+        st_all, st_in, st_out = latency_stats(allx), latency_stats(inside), latency_stats(outside)
+        print(f"{mode:<7} | {_row(st_all):>34} | {_row(st_in):>30} | {_row(st_out):>29}")
         ev = [e for res in rs for e in res["events"]]
         st = [(t, bg) for res in rs for t, bg in res["states"]]
         bg_in = np.mean([bg for t, bg in st if any(w0 <= t < w1 for w0, w1 in win)], axis=0).round(2).tolist()
         bg_out = np.mean([bg for t, bg in st if not any(w0 <= t < w1 for w0, w1 in win)], axis=0).round(2).tolist()
         summary[mode] = {
             "requests": len(allx),
-            "all": {"mean_ms": float(np.mean(allx)), "p50_ms": float(np.percentile(allx, 50)), "p95_ms": float(np.percentile(allx, 95))},
-            "injected": {"n": len(inside), "mean_ms": float(np.mean(inside)), "p50_ms": float(np.percentile(inside, 50)),
-                         "p95_ms": float(np.percentile(inside, 95))} if inside else None,
-            "outside": {"n": len(outside), "mean_ms": float(np.mean(outside)), "p50_ms": float(np.percentile(outside, 50)),
-                        "p95_ms": float(np.percentile(outside, 95))} if outside else None,
+            "all": st_all, "injected": st_in if inside else None, "outside": st_out if outside else None,
             "replans": len(ev), "swaps": sum(e["swapped"] for e in ev),
             "rollout_ms": [round(e["rollout_ms"], 2) for e in ev],
             "swap_build_ms": [round(e["build_ms"], 1) for e in ev if e["swapped"]],
