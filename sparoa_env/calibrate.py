@@ -42,6 +42,7 @@ error of the prediction.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -984,18 +985,23 @@ def fit_handoff_latency(profile: SocProfile, measured: Mapping[str, Any],
     if list(measured["processors"]) != list(profile.processor_names):
         raise ValueError(f"{src}: field 'processors' is {list(measured['processors'])}, but the fitted profile has "
                          f"{list(profile.processor_names)}")
-    d0 = profile.to_dict()
-    lat0 = float(d0["transfer"]["latency_us"])
-    first0 = float(d0["transfer"].get("first_switch_us", 0.0))
+    lat0 = float(profile.transfer.latency_us)
+    first0 = float(profile.transfer.first_switch_us)
+    layouts: dict[tuple, SocProfile] = {}  # one parsed profile per core layout; only the transfer varies below
+    for c in cases:
+        key = tuple(sorted(dict(c["lane_cores"]).items()))
+        if key not in layouts:
+            layouts[key] = with_lane_cores(profile, dict(key))
+    sources = dict(profile.transfer.sources, first_switch_us="assumption: being fitted")
 
     def err(lat_us: float, first_us: float = 0.0) -> float:
-        tr = dict(d0["transfer"], latency_us=float(lat_us), first_switch_us=float(first_us),
-                  sources=dict(d0["transfer"]["sources"], first_switch_us="assumption: being fitted"))
-        prof = profile_from_dict(dict(d0, transfer=tr), source="<handoff fit>")
         e = []
         for c in cases:
-            p = with_lane_cores(prof, dict(c["lane_cores"]))
-            pred = simulate_latency_ms(p, graphs[c["graph"]], c["lane_of"], "fidelity")
+            lp = layouts[tuple(sorted(dict(c["lane_cores"]).items()))]
+            tr = dataclasses.replace(lp.transfer, latency_us=float(lat_us), first_switch_us=float(first_us),
+                                     sources=sources)
+            pred = simulate_latency_ms(dataclasses.replace(lp, transfer=tr), graphs[c["graph"]], c["lane_of"],
+                                       "fidelity")
             e.append(math.log(pred / float(c["measured_ms"])))
         return float(np.mean(np.square(e)))
 
