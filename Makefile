@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	$(BIN)/pip install -q --no-deps geffnet==1.0.2
 	touch $(STAMP)
 
+# an earlier runs/demo is kept as runs/demo.<time>, never overwritten
 demo: venv
+	@if [ -e runs/demo ]; then d=runs/demo.$$(date +%Y%m%d-%H%M%S); mv runs/demo $$d; echo "kept the earlier demo run as $$d"; fi
 	$(BIN)/sparoa demo --out runs/demo
 
 test: venv

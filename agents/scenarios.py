@@ -183,9 +183,21 @@ def format_suite(suite: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def save_suite(suite: dict[str, Any], out: str | Path) -> None:
+SUITE_FILES = ("suite.json", "suite.txt", "suite_speedup.png")
+
+
+def check_suite_out(out: str | Path, force: bool = False) -> None:
+    """Refuse ``out`` when it holds a suite already (any of :data:`SUITE_FILES`) unless ``force``."""
+    there = [f for f in SUITE_FILES if (Path(out) / f).exists()]
+    if there and not force:
+        raise FileExistsError(f"{out} holds a scenario suite already ({', '.join(there)}); pass --force to overwrite "
+                              "it or --out another directory (results are never replaced silently)")
+
+
+def save_suite(suite: dict[str, Any], out: str | Path, force: bool = False) -> None:
     from . import plots
 
+    check_suite_out(out, force)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.json").write_text(json.dumps(suite, indent=1) + "\n")

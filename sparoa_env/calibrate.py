@@ -644,6 +644,7 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     gpu_procs = sorted(p for p in df["processor"].unique() if p.startswith("cuda"))
     if cpu_rows[cpu_rows["kind"] == "op"].empty:
         raise ValueError("the traces hold no CPU op rows: record them with 'sparoa profile MODEL --device cpu'")
+    _require_micro(cpu_rows, "cpu", trace_files or trace_ids)
     # machine facts
     ncores = int(max(cpu_rows["threads"].max(), _affinity_size(df)))
     freq = cpu_rows["cpu_freq_mhz"].dropna()
@@ -1098,6 +1099,21 @@ def _check_reproduces(profile: SocProfile, df: Any, d: FitData, f: ProcessorFit)
     return worst
 
 
+def _require_micro(rows: Any, proc: str, traces: Sequence[str]) -> None:
+    """The peak (sgemm, memory copy) and dispatch micro-benchmarks of ``proc`` must be in the traces: the
+    profile's peak rate, DRAM bandwidth and launch overhead come from them (without them a few op rows would
+    give made-up figures under sources that name micro-benchmarks never run)."""
+    have = {"peak matmul": not rows[(rows["kind"] == "peak") & (rows["op_type"] == "aten.mm")].empty,
+            "memory copy": not rows[(rows["kind"] == "peak") & (rows["op_type"] == "aten.copy")].empty,
+            "dispatch": not rows[rows["kind"] == "dispatch"].empty}
+    missing = [k for k, v in have.items() if not v]
+    if missing:
+        dev = "cpu" if proc == "cpu" else "cuda"
+        raise ValueError(f"the traces ({', '.join(map(str, traces))}) hold no {proc} micro-benchmark rows for "
+                         f"{', '.join(missing)}: add one trace recorded without --no-micro "
+                         f"('sparoa profile MODEL --device {dev} --out FILE.parquet')")
+
+
 def _affinity_size(df: Any) -> int:
     best = 1
     for c in df["cores"].unique():
@@ -1185,6 +1201,7 @@ def _modes(procs: list[dict], ncores: int, ref: str) -> dict[str, Any]:
 def _gpu_processor(df: Any, proc: str, ref: str, src_fit: str, fits: dict, reports: dict, min_type_rows: int,
                    stat: str) -> dict:
     """A GPU lane fitted from CUDA traces (op rows timed by CUDA events inside passes)."""
+    _require_micro(df[df["processor"] == proc], proc, sorted(df["trace_id"].unique()))
     d = FitData.from_frame(df, proc, stat=stat)
     f = fit_processor(d, min_type_rows=min_type_rows, fixed_parallel=0.995)
     fits["gpu"], reports["gpu"] = f, fit_report(d, f)

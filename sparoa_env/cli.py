@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # bad input: one clear line, no traceback
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:  # bad input: one clear line, no traceback
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"sparoa {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -72,6 +72,17 @@ def synthetic_rows(profile, graphs, threads=(1, 2, 4), trace_id="synthetic.ident
         r.update(base, kind="dispatch", op_type="aten.add", latency_ms=cpu.launch_overhead_us / 1e3,
                  latency_p10_ms=cpu.launch_overhead_us / 1e3, latency_p90_ms=cpu.launch_overhead_us / 1e3, n_samples=1)
         out.append(r)
+        # the micro-benchmarks: a 1024^3 sgemm at the true per-core peak (Amdahl speedup at n threads) and a
+        # 64 MiB copy at the true DRAM bandwidth
+        speedup = 1.0 / ((1.0 - cpu.parallel_fraction) + cpu.parallel_fraction / n)
+        mm = 2.0 * 1024 ** 3
+        for op_type, flops, nbytes, ms in (
+                ("aten.mm", mm, 3 * 4 * 1024 ** 2, mm / (cpu.peak_gflops / cpu.cores * 1e6 * speedup)),
+                ("aten.copy", 0.0, 2 * 32 * 2 ** 20, 2 * 32 * 2 ** 20 / (profile.memory.dram_bw_gbps * 1e6))):
+            r = empty_row()
+            r.update(base, kind="peak", op_type=op_type, flops=flops, bytes_in=nbytes / 2, bytes_out=nbytes / 2,
+                     latency_ms=ms, latency_p10_ms=ms, latency_p90_ms=ms, n_samples=1)
+            out.append(r)
     return out
 
 
@@ -158,6 +169,21 @@ def test_fit_is_robust_to_a_disturbed_pass(truth):
     rep_rates = f.rates["aten.convolution"] / 1e6
     true = prof.processors[0].peak_gflops / prof.processors[0].cores * prof.processors[0].op_efficiency["aten.convolution"]
     assert rep_rates == pytest.approx(true, rel=0.1)
+
+
+@pytest.mark.parametrize("drop, named", [
+    (lambda d: (d["kind"] == "peak") & (d["op_type"] == "aten.mm"), "peak matmul"),
+    (lambda d: (d["kind"] == "peak") & (d["op_type"] == "aten.copy"), "memory copy"),
+    (lambda d: d["kind"].isin(["peak", "dispatch"]), "peak matmul, memory copy, dispatch"),
+])
+def test_traces_without_micro_benchmarks_are_refused(truth, drop, named):
+    """--no-micro traces alone once gave a profile with a 1.2e6 GB/s DRAM under a source naming a copy
+    benchmark that never ran; the fit now says which micro-benchmark is missing."""
+    prof, graphs = truth
+    df = pd.DataFrame(synthetic_rows(prof, graphs))
+    with pytest.raises(ValueError, match=f"hold no cpu micro-benchmark rows for {named}: add one trace recorded "
+                                         "without --no-micro"):
+        calibrate(df[~drop(df)], name="no-micro", trace_files=["a.parquet"])
 
 
 def test_two_lane_host_profile_works_in_the_environment(truth):

@@ -1,9 +1,12 @@
 """``sparoa demo``: the main job on built-in defaults (what ``make demo`` runs).
 
-    sparoa demo [--out runs/demo] [--steps N] [--episodes 20] [--seed 0] [--quick]
+    sparoa demo [--out runs/demo] [--steps N] [--episodes 20] [--seed 0] [--quick] [--force]
+
+An OUT that holds a demo run already is refused unless ``--force`` (``make demo`` first renames an earlier
+``runs/demo`` to ``runs/demo.<time>``, so nothing recorded is lost).
 
 1. trains SAC (Tianshou) on ``SparOA-Orin-v0`` with mobilenet_v3_small under dynamic background load
-   (``OUT/policy``, overwritten on every run): behaviour cloning of the oracle plan, then SAC fine-tuning
+   (``OUT/policy``): behaviour cloning of the oracle plan, then SAC fine-tuning
    (critic warm-up, anchor to the clone), keeping the best actor on held-out seeds; 30000 env steps,
    about 3 min on 2 loaded cores. A longer run is a plain ``sparoa train --steps 60000 ...`` (docs/agents.md);
 2. evaluates it against every baseline and the lower bound on the same seeds; prints the table and writes
@@ -21,6 +24,7 @@ import argparse
 
 DEMO_ENV = "SparOA-Orin-v0"
 DEMO_KWARGS = {"model": "mobilenet_v3_small", "background": "dynamic"}
+DEMO_FILES = ("policy", "table.txt", "eval.json", "speedup.png", "gantt.png", "rho_i.png", "plan.json")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +35,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a demo env kwarg (e.g. model=resnet18)")
     parser.add_argument("--quick", action="store_true", help="tiny budget (smoke test)")
+    parser.add_argument("--force", action="store_true", help="overwrite a demo run already in --out")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -51,12 +56,16 @@ def run(args: argparse.Namespace) -> int:
     from sparoa_env.plan import Plan
 
     out = Path(args.out)
+    there = [f for f in DEMO_FILES if (out / f).exists() and not ((out / f).is_dir() and not any((out / f).iterdir()))]
+    if there and not args.force:
+        raise FileExistsError(f"{out} holds a demo run already ({', '.join(there)}); pass --force to overwrite it or "
+                              "--out another directory (results are never replaced silently)")
     out.mkdir(parents=True, exist_ok=True)
     kwargs = {**DEMO_KWARGS, **parse_set(args.set)}
     d = Args()
     steps = args.steps if args.steps is not None else (3000 if args.quick else d.total_steps)
     targs = Args(env_id=DEMO_ENV, env_kwargs=kwargs, seed=args.seed, total_steps=steps, out=str(out / "policy"),
-                 force=True, progress=not args.no_progress,
+                 force=args.force, progress=not args.no_progress,
                  **({"epoch_steps": 1000, "start_steps": 500, "test_episodes": 1, "demo_episodes": 2, "bc_steps": 50,
                      "workers": 2} if args.quick else {}))
     print(f"[1/3] training SAC on {DEMO_ENV} {kwargs} for {steps} env steps -> {targs.out}", flush=True)

@@ -1,6 +1,6 @@
 """``sparoa plan``: write the placement a trained policy makes for a model and hardware state.
 
-    sparoa plan --policy runs/sac --out plan.json [--env SparOA-Orin-v0] [--set power_mode=15W] [--seed 0]
+    sparoa plan --policy runs/sac --out plan.json [--env SparOA-Orin-v0] [--set power_mode=15W] [--seed 0] [--force]
 
 Runs one episode of the deterministic policy (seed ``--seed``) and writes the first request's placement
 (op name -> processor) as a :class:`sparoa_env.plan.Plan` JSON, with the env, seed and the simulated
@@ -18,7 +18,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an env kwarg (repeatable); overrides the policy's training kwargs")
     parser.add_argument("--policy", required=True, metavar="DIR", help="a run directory written by `sparoa train`")
-    parser.add_argument("--out", required=True, metavar="PLAN.json", help="where to write the plan")
+    parser.add_argument("--out", required=True, metavar="PLAN.json", help="where to write the plan (refused if it exists)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
     parser.add_argument("--seed", type=int, default=0, help="episode seed (the hardware state's draw)")
 
 
@@ -33,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from agents.policy import load_policy
     from sparoa_env.plan import Plan
 
+    if Path(args.out).exists() and not args.force:
+        raise FileExistsError(f"{args.out} exists; pass --force to overwrite it (plans are never replaced silently)")
     pol = load_policy(args.policy)
     env_id = args.env or pol.config["env_id"]
     kwargs = evaluation_env_kwargs(pol.config, parse_set(args.set))
