@@ -90,12 +90,12 @@ def evaluate(env_id: str, env_kwargs: dict[str, Any], *, policies: Sequence[Poli
     does), ``speedup`` (policy -> baseline -> baseline mean latency / policy mean latency),
     ``gap_to_bound`` (policy -> mean latency / bound - 1) and the seeds.
     """
-    import sparoa_env.envs  # noqa: F401
+    from sparoa_env.envs import require_sparoa_id
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes!r}")
     names = parse_baselines(baselines) if isinstance(baselines, (str, type(None))) else list(baselines)
-    env = gym.make(env_id, **env_kwargs)
+    env = gym.make(require_sparoa_id(env_id), **env_kwargs)
     u = env.unwrapped
     seeds = list(range(seed, seed + episodes))
     runs: dict[str, list[EpisodeResult]] = {}

@@ -217,8 +217,10 @@ def sim2real(args: Sim2RealArgs) -> dict[str, Any]:
     t0 = time.perf_counter()
 
     # fail on bad ids / kwargs / device maps before any training
-    sim = gym.make(args.sim_env, **sim_kw)
-    hw = gym.make(args.hw_env, **hw_kw)
+    from sparoa_env.envs import require_sparoa_id
+
+    sim = gym.make(require_sparoa_id(args.sim_env, "--sim-env"), **sim_kw)
+    hw = gym.make(require_sparoa_id(args.hw_env, "--hw-env"), **hw_kw)
     su, hu = sim.unwrapped, hw.unwrapped
     if tuple(su.processors) != tuple(hu.processors):
         raise ValueError(f"the sim env's processors {list(su.processors)} differ from the hw env's "

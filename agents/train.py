@@ -108,9 +108,9 @@ def auto_reward_scale(env: gym.Env) -> float:
 
 def make_env(env_id: str, env_kwargs: dict[str, Any], reward_scale: float | None = None,
              shaping: bool = False, gamma: float = 1.0) -> gym.Env:
-    import sparoa_env.envs  # noqa: F401  (registers the ids, also in a fresh worker process)
+    from sparoa_env.envs import require_sparoa_id  # registers the ids, also in a fresh worker process
 
-    env = gym.make(env_id, **env_kwargs)
+    env = gym.make(require_sparoa_id(env_id), **env_kwargs)
     return ScaledReward(env, reward_scale, shaping, gamma) if reward_scale is not None else env
 
 

@@ -54,7 +54,7 @@ def parse_model_spec(model: str) -> ModelSpec:
     m = _FILE_SPEC.match(model)
     if m:
         return ModelSpec("file", model, Path(m.group("path")), m.group("func"))
-    if model.endswith(".py"):
+    if model.endswith(".py") or model.endswith(".py:"):
         raise ValueError(f"model {model!r} names a Python file but no function: expected 'path/to/file.py:function' "
                          "where the function returns (module, example_inputs)")
     if model.lower().endswith(".json") or "/" in model or "\\" in model:
@@ -163,9 +163,15 @@ def _call_model_function(path: Path, function: str, batch: int | None) -> tuple[
     if fn is None or not callable(fn):
         names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
                        and getattr(v, "__module__", None) == mod_name)
-        raise ValueError(f"{path} has no function {function!r}; functions defined there: {', '.join(names) or 'none'}")
+        what = (f"{path} has no function {function!r}" if fn is None else
+                f"{path}: {function!r} is not a function (it is of type {type(fn).__name__})")
+        raise ValueError(f"{what}; functions defined there: {', '.join(names) or 'none'}")
     takes_batch = _accepts(fn, "batch")
-    result = fn(batch=batch) if (takes_batch and batch is not None) else fn()
+    try:
+        result = fn(batch=batch) if (takes_batch and batch is not None) else fn()
+    except Exception as e:  # the user's function failed: say so, with its own message
+        raise ValueError(f"calling {where}{f'(batch={batch})' if takes_batch and batch is not None else '()'} "
+                         f"failed: {type(e).__name__}: {e}") from e
     if not (isinstance(result, tuple) and len(result) == 2):
         raise ValueError(f"{where} must return (module, example_inputs): a torch.nn.Module and a tuple of "
                          f"input tensors; it returned {_short(result)}")

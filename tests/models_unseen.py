@@ -217,3 +217,11 @@ def returns_a_string():
 
 def returns_one_thing():
     return nn.Linear(2, 2)
+
+
+def raises_inside(batch: int = 1):
+    """Bad: the builder itself fails (the CLI must say so with its message, not print a traceback)."""
+    raise RuntimeError("no weights for this batch")
+
+
+NOT_A_FUNCTION = 3

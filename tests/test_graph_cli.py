@@ -110,6 +110,11 @@ def test_python_function_as_model(capsys):
                                                "torch.nn.Module first; got str"]),
     (["graph", f"{UNSEEN}:returns_one_thing"], ["must return (module, example_inputs)", "Linear"]),
     (["graph", str(UNSEEN)], ["names a Python file but no function"]),
+    (["graph", f"{UNSEEN}:"], ["names a Python file but no function"]),
+    (["graph", f"{UNSEEN}:raises_inside"], ["calling ", "models_unseen.py:raises_inside() failed: "
+                                            "RuntimeError: no weights for this batch"]),
+    (["graph", f"{UNSEEN}:NOT_A_FUNCTION"], ["'NOT_A_FUNCTION' is not a function (it is of type int)",
+                                             "residual_cnn"]),
 ])
 def test_bad_models_say_what_was_expected(capsys, argv, expected):
     if any(".py:" in a for a in argv):

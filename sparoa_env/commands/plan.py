@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     pol = load_policy(args.policy)
     env_id = args.env or pol.config["env_id"]
     kwargs = evaluation_env_kwargs(pol.config, parse_set(args.set))
-    env = gym.make(env_id, **kwargs)
+    from sparoa_env.envs import require_sparoa_id
+
+    env = gym.make(require_sparoa_id(env_id), **kwargs)
     ep = run_episode(env, pol, args.seed)
     u = env.unwrapped
     meta = {"env_id": env_id, "env_kwargs": {k: v for k, v in kwargs.items() if isinstance(v, (str, int, float, dict, list, bool))},
