@@ -166,13 +166,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(h) for h in text.split(",") if h.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--hidden expects positive layer widths separated by commas (e.g. 64,64), got {text!r}")
+    return sizes
+
+
 def args_from_namespace(ns: argparse.Namespace) -> Args:
     rs = ns.reward_scale
+    try:
+        rs = rs if rs == "auto" else float(rs)
+    except ValueError:
+        raise ValueError(f"--reward-scale expects a positive number or 'auto', got {rs!r}") from None
+    if ns.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {ns.seed}")
     return Args(env_id=ns.env, env_kwargs=parse_set(ns.set), exp_name=ns.exp_name, seed=ns.seed,
-                total_steps=ns.steps, hidden_sizes=tuple(int(h) for h in ns.hidden.split(",") if h.strip()),
+                total_steps=ns.steps, hidden_sizes=_hidden(ns.hidden),
                 batch_size=ns.batch_size, update_per_step=ns.update_per_step, step_per_collect=ns.step_per_collect,
                 start_steps=ns.start_steps, epoch_steps=ns.epoch_steps, test_episodes=ns.test_episodes,
-                gamma=ns.gamma, reward_scale=rs if rs == "auto" else float(rs), workers=ns.workers,
+                gamma=ns.gamma, reward_scale=rs, workers=ns.workers,
                 vector=ns.vector, out=ns.out, force=ns.force, progress=not ns.no_progress,
                 shaping=not ns.no_shaping, torch_threads=ns.torch_threads, pretrain=ns.pretrain,
                 init_alpha=ns.init_alpha, critic_warmup=ns.critic_warmup, bc_weight=ns.bc_weight,

@@ -26,8 +26,12 @@ def load_config(run_dir: str | Path) -> dict[str, Any]:
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{d} is not a trained policy directory: {cfg_path} is missing "
                                 f"(train one with `sparoa train --out {d}`)")
-    cfg = json.loads(cfg_path.read_text())
-    if cfg.get("format") != "sparoa-sac-policy/1":
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{cfg_path} is not valid JSON ({e})") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != "sparoa-sac-policy/1":
+        cfg = cfg if isinstance(cfg, dict) else {}
         raise ValueError(f"{cfg_path}: unknown policy format {cfg.get('format')!r} (expected 'sparoa-sac-policy/1')")
     return cfg
 
@@ -40,7 +44,14 @@ def _state_dict(run_dir: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     path = run_dir / cfg.get("policy_file", "policy.pt")
     if not path.is_file():
         raise FileNotFoundError(f"policy weights not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (torch raises several types for a damaged file)
+        raise ValueError(f"{path} is not a readable policy state_dict ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(sd, dict):
+        raise ValueError(f"{path} holds a {type(sd).__name__}, not a policy state_dict")
+    return sd
 
 
 def load_actor(run_dir: str | Path):
@@ -112,6 +123,8 @@ def runner_from_state_dict(sd: dict[str, np.ndarray], cfg: dict[str, Any]) -> SA
         except KeyError:
             raise ValueError(f"policy weights do not match hidden sizes {cfg['hidden_sizes']} "
                              f"(missing {prefix}.weight)") from None
+    if "mu.model.0.weight" not in sd or "mu.model.0.bias" not in sd:
+        raise ValueError("policy weights have no mean head (mu.model.0.weight / .bias): not a SAC actor state_dict")
     return SACPolicyRunner(layers, (sd["mu.model.0.weight"], sd["mu.model.0.bias"]), cfg)
 
 

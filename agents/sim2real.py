@@ -212,19 +212,27 @@ def sim2real(args: Sim2RealArgs) -> dict[str, Any]:
     from .policy import load_policy
     from .train import train
 
-    out = prepare_out(args.out, args.force)
+    from sparoa_env.envs import require_sparoa_id
+
+    from .train import check_run_dir
+
+    check_run_dir(args.out, args.force)
     sim_kw, hw_kw = split_kwargs(args)
     t0 = time.perf_counter()
 
-    # fail on bad ids / kwargs / device maps before any training
-    from sparoa_env.envs import require_sparoa_id
-
+    # fail on bad ids / kwargs / device maps before any training, and before --force clears anything
     sim = gym.make(require_sparoa_id(args.sim_env, "--sim-env"), **sim_kw)
     hw = gym.make(require_sparoa_id(args.hw_env, "--hw-env"), **hw_kw)
     su, hu = sim.unwrapped, hw.unwrapped
-    if tuple(su.processors) != tuple(hu.processors):
-        raise ValueError(f"the sim env's processors {list(su.processors)} differ from the hw env's "
-                         f"{list(hu.processors)}: use the same profile for both")
+    try:
+        if tuple(su.processors) != tuple(hu.processors):
+            raise ValueError(f"the sim env's processors {list(su.processors)} differ from the hw env's "
+                             f"{list(hu.processors)}: use the same profile for both")
+        out = prepare_out(args.out, args.force)
+    except Exception:
+        sim.close()
+        hw.close()
+        raise
     t_setup = time.perf_counter() - t0
 
     # 1. train in the simulator (small budget; docs/agents.md has the full recipe)

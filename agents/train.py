@@ -156,13 +156,22 @@ def build_actor(obs_shape: Sequence[int], act_shape: Sequence[int], hidden_sizes
                                         action_shape=tuple(act_shape), unbounded=True, conditioned_sigma=True)
 
 
+def check_run_dir(out: str | os.PathLike, force: bool) -> Path:
+    """``out`` as a Path, or FileExistsError when it is a file, or a non-empty directory without ``force``.
+    Changes nothing: call it before any other check, and :func:`prepare_run_dir` after them all."""
+    run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"--out {run_dir} is a file, not a directory")
+    if run_dir.exists() and any(run_dir.iterdir()) and not force:
+        raise FileExistsError(f"run directory {run_dir} exists and is not empty; pass --force to overwrite it")
+    return run_dir
+
+
 def prepare_run_dir(out: str | os.PathLike, force: bool, files: Sequence[str] | None = None) -> Path:
     """Create ``out``; a non-empty one is refused unless ``force``, which removes only ``files`` (default:
     what a training run writes), so nothing else a user keeps there is lost."""
-    run_dir = Path(out)
+    run_dir = check_run_dir(out, force)
     if run_dir.exists() and any(run_dir.iterdir()):
-        if not force:
-            raise FileExistsError(f"run directory {run_dir} exists and is not empty; pass --force to overwrite it")
         if files is None:
             files = (POLICY_FILE, LAST_POLICY_FILE, BC_POLICY_FILE, CONFIG_FILE, GRAPH_FILE, "tb")
         for name in files:
@@ -324,6 +333,12 @@ def train(args: Args) -> dict[str, Any]:
 
     from .finetune import make_anchored_sac, test_actor
 
+    check_run_dir(args.out, args.force)
+    # bad ids / kwargs raise the env's own error here, before the run directory is touched (a typo with
+    # --force must not cost the run that is there)
+    probe = make_env(args.env_id, args.env_kwargs)
+    if args.torch_threads < 1:
+        raise ValueError(f"--torch-threads must be >= 1, got {args.torch_threads}")
     run_dir = prepare_run_dir(args.out, args.force)
     name = run_name(args)
     env_kwargs = resolve_env_kwargs(args.env_kwargs, run_dir)
@@ -332,8 +347,6 @@ def train(args: Args) -> dict[str, Any]:
     torch.set_num_threads(args.torch_threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)  # tianshou's replay sampling draws from numpy's global generator
-
-    probe = make_env(args.env_id, env_kwargs)  # raises the env's own error for bad kwargs, before any work
     scale = auto_reward_scale(probe) if args.reward_scale == "auto" else float(args.reward_scale)
     obs_shape, act_shape = probe.observation_space.shape, probe.action_space.shape
     action_space = probe.action_space

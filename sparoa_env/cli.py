@@ -44,6 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
 def _register(module: str, parser: argparse.ArgumentParser) -> None:
     # Argument definitions are cheap to import: each command module keeps its heavy imports inside run().
     importlib.import_module(module).register(parser)
+    _seeds_are_non_negative(parser)
+
+
+def seed_int(text: str) -> int:
+    """argparse type of every ``--seed``: numpy and gymnasium take non-negative seeds only."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}")
+    return value
+
+
+def _seeds_are_non_negative(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:  # argparse keeps no public list; this attribute is stable since 2.7
+        if action.dest == "seed" and action.type is int:
+            action.type = seed_int
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _seeds_are_non_negative(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,6 +155,49 @@ def test_refuses_to_overwrite_without_force(run_dir):
         train(Args(env_kwargs={"model": mixed(3)}, out=str(run_dir), **TINY))
 
 
+def test_force_with_a_bad_argument_keeps_the_run_that_is_there(run_dir, tmp_path):
+    """A typo with --force used to clear the run directory before the env was checked."""
+    import shutil
+
+    keep = tmp_path / "keep"
+    shutil.copytree(run_dir, keep)
+    before = {p.name: p.read_bytes() for p in keep.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match="unknown zoo model 'resnet5O'"):
+        train(Args(env_kwargs={"model": "resnet5O"}, out=str(keep), force=True, **TINY))
+    with pytest.raises(ValueError, match="is not a registered id"):
+        train(Args(env_id="Nope-v0", env_kwargs={"model": mixed(3)}, out=str(keep), force=True, **TINY))
+    assert {p.name: p.read_bytes() for p in keep.iterdir() if p.is_file()} == before
+    assert (keep / "tb").is_dir()
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "a_file"
+    f.write_text("kept\n")
+    with pytest.raises(FileExistsError, match="is a file, not a directory"):
+        train(Args(env_kwargs={"model": mixed(3)}, out=str(f), **TINY))
+    assert f.read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("config", "config.json is not valid JSON"),
+    ("config-list", "unknown policy format None"),
+    ("weights", "policy.pt is not a readable policy state_dict"),
+])
+def test_damaged_policy_files_are_named(run_dir, tmp_path, damage, needle):
+    import shutil
+
+    d = tmp_path / "pol"
+    shutil.copytree(run_dir, d)
+    if damage == "config":
+        (d / "config.json").write_text("{\n oops")
+    elif damage == "config-list":
+        (d / "config.json").write_text("[1, 2]")
+    else:
+        (d / "policy.pt").write_bytes(b"garbage bytes, not a zip")
+    with pytest.raises(ValueError, match=needle):
+        load_policy(d)
+
+
 def test_evaluate_runs_sac_and_baselines_on_the_same_seeds(run_dir):
     cfg = load_config(run_dir)
     r = evaluate(cfg["env_id"], cfg["env_kwargs"], policies=[load_policy(run_dir)], baselines="heft,gpu_only",
@@ -252,6 +295,15 @@ def test_cli_reports_bad_input_in_one_line(run_dir, capsys):
     assert cli_main(["evaluate", "--policy", str(run_dir), "--baselines", "nope", "--episodes", "1"]) == 2
     assert "unknown baseline 'nope'" in capsys.readouterr().err
     assert cli_main(["evaluate", "--policy", str(run_dir / "missing")]) == 2
+    capsys.readouterr()
+    assert cli_main(["evaluate", "--env", "SparseLoom-Orin-v0", "--episodes", "1"]) == 2
+    assert "is not a SparOA scheduling environment (SparseLoom ids are used by 'sparoa loom')" in capsys.readouterr().err
+    assert cli_main(["train", "--hidden", "64,abc", "--out", "x"]) == 2
+    assert "--hidden expects positive layer widths" in capsys.readouterr().err
+    for argv in (["evaluate", "--seed", "-3"], ["plan", "--policy", str(run_dir), "--out", "p.json", "--seed", "-1"]):
+        with pytest.raises(SystemExit):
+            cli_main(argv)
+        assert "expected a non-negative integer seed, got '-" in capsys.readouterr().err
 
 
 def test_demonstrations_experts_and_dagger_labels():

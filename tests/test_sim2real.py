@@ -42,6 +42,14 @@ def test_refuses_a_non_empty_out_without_force(tmp_path, capsys):
     assert not (tmp_path / "policy").exists()
 
 
+def test_force_with_a_bad_model_keeps_the_results_there(tmp_path, capsys):
+    (tmp_path / "sim2real.json").write_text('{"recorded": true}')
+    (tmp_path / "plan_before.json").write_text("{}")
+    assert cli_main(["sim2real", "--model", "resnet5O", "--force", "--out", str(tmp_path), "--steps", "10"]) == 2
+    assert "unknown zoo model 'resnet5O'" in capsys.readouterr().err
+    assert (tmp_path / "sim2real.json").read_text() == '{"recorded": true}' and (tmp_path / "plan_before.json").exists()
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="episodes"):
         Sim2RealArgs(episodes=0)
