@@ -190,4 +190,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def to_json(result: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in result.items() if not k.startswith("_")}, indent=1)
+    from sparoa_env.jsonutil import dumps
+
+    return dumps({k: v for k, v in result.items() if not k.startswith("_")}, indent=1)

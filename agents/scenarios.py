@@ -200,7 +200,9 @@ def save_suite(suite: dict[str, Any], out: str | Path, force: bool = False) -> N
     check_suite_out(out, force)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "suite.json").write_text(json.dumps(suite, indent=1) + "\n")
+    from sparoa_env.jsonutil import dumps
+
+    (out / "suite.json").write_text(dumps(suite, indent=1) + "\n")
     (out / "suite.txt").write_text(format_suite(suite) + "\n")
     if any("sac" in r["policies"] for r in suite["results"].values()):
         plots.speedup_bars(suite["results"], out / "suite_speedup.png", title="SAC speedup over each baseline, per scenario")
@@ -340,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.out and Path(a.out).exists():
         raise SystemExit(f"{a.out} exists; remove it first")
     res = ceilings(a.model, a.episodes, a.seed, rollout=not a.no_rollout)
-    text = json.dumps(res, indent=1)
+    from sparoa_env.jsonutil import dumps
+
+    text = dumps(res, indent=1)
     if a.out:
         Path(a.out).write_text(text + "\n")
     print(text)

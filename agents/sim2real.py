@@ -313,7 +313,9 @@ def sim2real(args: Sim2RealArgs) -> dict[str, Any]:
                    "evaluate_after": round(time.perf_counter() - t4, 2),
                    "finetune": round(t_ft, 2), "total": round(time.perf_counter() - t0, 2)},
     }
-    (out / "sim2real.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    from sparoa_env.jsonutil import dumps
+
+    (out / "sim2real.json").write_text(dumps(result, indent=1) + "\n")
     sim.close()
     hw.close()
     return result

@@ -8,7 +8,8 @@ telemetry when the hardware state changes (SparOA's online phase; agents/deploy.
 from __future__ import annotations
 
 import argparse
-import json
+
+from sparoa_env.jsonutil import dumps
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -56,11 +57,11 @@ def run(args: argparse.Namespace) -> int:
                  progress=None if args.json else print)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "deploy.json").write_text(json.dumps({k: v for k, v in res.items() if k != "plan_json"}, indent=1) + "\n")
+        (out_dir / "deploy.json").write_text(dumps({k: v for k, v in res.items() if k != "plan_json"}, indent=1) + "\n")
         for k, plan in enumerate(res["plan_json"]):
-            (out_dir / f"plan_{k}.json").write_text(json.dumps(plan, indent=1) + "\n")
+            (out_dir / f"plan_{k}.json").write_text(dumps(plan, indent=1) + "\n")
     if args.json:
-        print(json.dumps({k: v for k, v in res.items() if k not in ("requests_detail", "plan_json")}, indent=1))
+        print(dumps({k: v for k, v in res.items() if k not in ("requests_detail", "plan_json")}, indent=1))
     else:
         print(format_report(res))
         if out_dir is not None:

@@ -128,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
             log(f"wrote {args.save} ({len(measured['cases'])} measured case(s))")
     res = score_fidelity(profile, measured)
     if args.json:
-        print(json.dumps(res, indent=1))
+        from sparoa_env.jsonutil import dumps
+
+        print(dumps(res, indent=1))
         return 0
     print(f"\nprofile {profile.name} ({profile.provenance.split(':')[0]}), {len(res['cases'])} case(s)"
           + (f", measurements from {args.measured}" if args.measured else ""))

@@ -5,9 +5,9 @@ a serving run with dynamic batching (p50/p95/p99 latency, throughput)."""
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from typing import Any
+
+from sparoa_env.jsonutil import dumps
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         engine.close()
     if args.json:
-        print(json.dumps(out, indent=1, default=_jsonable))
+        print(dumps(out, indent=1))
         return 0
     print(f"{args.model} (batch {batch}): {out['ops']} ops in {out['segments']} segment(s); plan {out['plan_counts']}")
     for lane in out["lanes"].values():
@@ -116,8 +116,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(out['oom_fallbacks'])} segment run(s) fell back to the CPU after running out of GPU memory")
     return 0
 
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return str(x)

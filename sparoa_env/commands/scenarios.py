@@ -39,5 +39,7 @@ def run(args: argparse.Namespace) -> int:
     suite = run_suite(args.policy, [m.strip() for m in args.models.split(",") if m.strip()], episodes=args.episodes,
                       seed=args.seed, scenarios=only, energy_policy_dir=args.energy_policy, progress=not args.json)
     save_suite(suite, args.out, force=args.force)
-    print(json.dumps(suite, indent=1) if args.json else format_suite(suite))
+    from sparoa_env.jsonutil import dumps
+
+    print(dumps(suite, indent=1) if args.json else format_suite(suite))
     return 0

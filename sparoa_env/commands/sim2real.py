@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"sparoa sim2real: error: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result, indent=1, default=str))
+        from sparoa_env.jsonutil import dumps
+
+        print(dumps(result, indent=1))
     else:
         print(format_report(result))
         print(f"JSON: {a.out}/sim2real.json")
