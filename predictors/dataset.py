@@ -43,7 +43,7 @@ __all__ = [
     "RHO_GRID", "I_GRID", "GRID_VERSION", "OP_FEATURE_COLUMNS", "HW_FEATURE_COLUMNS", "DATA_DIR", "GRAPH_CACHE",
     "DEFAULT_DATASET", "DEFAULT_HELDOUT", "DEFAULT_TRAIN_MODELS", "VARIANTS", "Case", "load_case_graph",
     "op_features", "hw_features", "background_shares", "sample_cases", "rule_objective", "search_case",
-    "generate", "read_dataset", "grid_cell",
+    "generate", "read_dataset", "DATASET_COLUMNS", "grid_cell",
 ]
 
 #: Candidate intensity thresholds (FLOP/byte): 0 (only zero-FLOP ops qualify) and 25 log-spaced values
@@ -355,13 +355,29 @@ def _require_pandas():
     return pd
 
 
+#: columns every dataset row has and that training / evaluation read (checked by :func:`read_dataset`)
+DATASET_COLUMNS = ("case_key", "spec", "base_model", "split", "profile", "power_mode", "background", "batch",
+                   "energy_weight", "seeds", "op_features", "hw_features", "latency_grid", "energy_grid",
+                   "best_objective", "best_latency_ms")
+
+
 def read_dataset(path: str | Path = DEFAULT_DATASET):
     """The dataset as a pandas DataFrame (one row per case)."""
     pd = _require_pandas()
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"predictor dataset not found: {path} (make it with `sparoa predictor generate`)")
-    return pd.read_parquet(path)
+    if not path.is_file():
+        raise ValueError(f"predictor dataset {path} is not a file")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow's messages name '<Buffer>', not the file
+        raise ValueError(f"predictor dataset {path} is not a readable Parquet file ({type(e).__name__}: {e})") from e
+    missing = [c for c in DATASET_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"predictor dataset {path} lacks column(s) {', '.join(missing)} "
+                         "(not a file made by `sparoa predictor generate`)")
+    return df
 
 
 def _write(rows: list[dict], path: Path) -> None:

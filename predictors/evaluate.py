@@ -44,6 +44,27 @@ def _time_predict(pred, graph, profile, mode: str, background: Any, energy_weigh
     return float(np.median(ts) * 1e3)
 
 
+def _load(checkpoint: str | Path | None, arch: str, option: str):
+    """The predictor of ``checkpoint`` (default: the shipped one of ``arch``), refusing a missing checkpoint
+    or one of another architecture (its results would be labelled ``arch``)."""
+    from . import PredictorUnavailable, load_predictor, shipped_checkpoint
+
+    stem = Path(checkpoint).with_suffix("") if checkpoint is not None else shipped_checkpoint(arch)
+    missing = [str(p) for p in (stem.with_suffix(".pt"), stem.with_suffix(".json")) if not p.is_file()]
+    if missing:
+        what = f"{option} {checkpoint}" if checkpoint is not None else f"the shipped {arch} checkpoint"
+        raise FileNotFoundError(f"{what}: predictor checkpoint file(s) not found: {', '.join(missing)}")
+    try:
+        pred = load_predictor(stem)
+    except PredictorUnavailable as e:  # torch missing
+        raise ValueError(f"{option} {stem}: {e}") from e
+    if pred.cfg.arch != arch:
+        other = "--mlp-checkpoint" if arch == "transformer_lstm" else "--checkpoint"
+        raise ValueError(f"{option} {checkpoint}: a {pred.cfg.arch} checkpoint, but {option} takes a {arch} one "
+                         f"(pass a {pred.cfg.arch} checkpoint with {other})")
+    return pred
+
+
 def evaluate(models: Sequence[str] | None = None, *, checkpoint: str | Path | None = None,
              mlp_checkpoint: str | Path | None = None, data: str | Path | None = DEFAULT_DATASET,
              per_model: int = 6, seed: int = 0, fresh: bool = False, threads: int | None = 1,
@@ -62,11 +83,19 @@ def evaluate(models: Sequence[str] | None = None, *, checkpoint: str | Path | No
 
     from . import load_predictor, shipped_checkpoint
 
-    pred = load_predictor(checkpoint)
+    if isinstance(per_model, bool) or not isinstance(per_model, int) or per_model < 1:
+        raise ValueError(f"--per-model must be a positive integer, got {per_model!r}")
+    if models is not None:
+        models = list(models)
+        if not models:
+            raise ValueError("--models names no model")
+    pred = _load(checkpoint, "transformer_lstm", "--checkpoint")
     mlp = None
     mlp_path = Path(mlp_checkpoint) if mlp_checkpoint is not None else shipped_checkpoint("pooled_mlp")
     if mlp_path.with_suffix(".pt").exists():
-        mlp = load_predictor(mlp_path)
+        mlp = _load(mlp_path, "pooled_mlp", "--mlp-checkpoint")
+    elif log and mlp_checkpoint is not None:
+        log(f"no comparator checkpoint at {mlp_path.with_suffix('.pt')} (--mlp-checkpoint): pooled_mlp not evaluated")
     fixed = pred.meta.get("fixed_rule")
     if models is None:
         models = pred.meta.get("dataset", {}).get("heldout_specs", [])

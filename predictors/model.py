@@ -306,10 +306,17 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, PredictorConfig, dict[
     for p in (pt, js):
         if not p.exists():
             raise FileNotFoundError(f"predictor checkpoint file not found: {p}")
-    doc = json.loads(js.read_text())
-    cfg = PredictorConfig.from_dict(doc["config"])
+    try:
+        doc = json.loads(js.read_text())
+        cfg = PredictorConfig.from_dict(doc["config"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{js}: not a predictor checkpoint config ({type(e).__name__}: {e})") from e
     model = build_model(cfg)
-    model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
+    try:
+        model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
+    except Exception as e:  # unpickling / shape errors name neither the file nor the cause plainly
+        raise ValueError(f"{pt}: not a {cfg.arch} state dict matching {js} ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from e
     model.eval()
     return model, cfg, doc.get("meta", {})
 

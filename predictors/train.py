@@ -25,7 +25,8 @@ import numpy as np
 
 from .dataset import DEFAULT_DATASET, I_GRID, OP_FEATURE_COLUMNS, RHO_GRID, read_dataset
 
-__all__ = ["TrainConfig", "Samples", "load_samples", "train", "fit_fixed_rule", "CHECKPOINT_DIR", "CHECKPOINT_NAMES"]
+__all__ = ["TrainConfig", "Samples", "load_samples", "train", "fit_fixed_rule", "CHECKPOINT_DIR", "CHECKPOINT_NAMES",
+           "checkpoint_stem", "check_outputs"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "sparoa_env" / "data" / "predictor"
 #: arch -> file stem in CHECKPOINT_DIR
@@ -47,6 +48,40 @@ class TrainConfig:
     threads: int = 1                   # 1 is faster than 2 for this model size (thread overhead)
     val_models: tuple[str, ...] = ()   # base models of the train split kept out for validation
     max_minutes: float = 9.0           # stop early (and say so) rather than overrun the budget
+
+    def __post_init__(self) -> None:
+        if self.arch not in CHECKPOINT_NAMES:
+            raise ValueError(f"arch must be one of {', '.join(CHECKPOINT_NAMES)}, got {self.arch!r}")
+        for name in ("epochs", "batch_size", "threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("lr", "tau", "max_minutes"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0):
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        if isinstance(self.val_models, str):
+            raise ValueError(f"val_models must be a sequence of base model names, got the string {self.val_models!r}")
+
+
+def checkpoint_stem(cfg: TrainConfig) -> Path:
+    """The path stem (``.pt`` + ``.json``) that :func:`train` writes for ``cfg``."""
+    return Path(cfg.out).with_suffix("") if cfg.out else CHECKPOINT_DIR / CHECKPOINT_NAMES[cfg.arch]
+
+
+def check_outputs(stem: str | Path, force: bool = False) -> None:
+    """Raise :class:`FileExistsError` when ``<stem>.pt`` or ``<stem>.json`` exists and ``force`` is false
+    (the shipped checkpoints included: regenerating them takes ``--force`` too)."""
+    stem = Path(stem).with_suffix("")
+    existing = [p for p in (stem.with_suffix(".pt"), stem.with_suffix(".json")) if p.exists()]
+    if not existing or force:
+        return
+    names = " and ".join(str(p) for p in existing)
+    if stem.resolve().parent == CHECKPOINT_DIR.resolve() and stem.name in CHECKPOINT_NAMES.values():
+        raise FileExistsError(f"refusing to overwrite the shipped checkpoint {names}: pass --force to regenerate it, "
+                              "or --out STEM to write a new checkpoint elsewhere")
+    raise FileExistsError(f"checkpoint {names} already exist{'s' if len(existing) == 1 else ''} "
+                          "(--out): pass --force to overwrite, or choose another --out")
 
 
 @dataclass
@@ -102,8 +137,14 @@ def grid_regret(decoded: Sequence[tuple[float, float]], regret: np.ndarray) -> n
     return regret[np.arange(len(decoded)), a, b]
 
 
-def train(cfg: TrainConfig, log: Callable[[str], None] | None = print, command: str = "") -> dict[str, Any]:
-    """Train one model and save it; returns a summary (paths, timings, train / validation regret)."""
+def train(cfg: TrainConfig, log: Callable[[str], None] | None = print, command: str = "",
+          force: bool = False) -> dict[str, Any]:
+    """Train one model and save it; returns a summary (paths, timings, train / validation regret).
+
+    Refuses (:class:`FileExistsError`, before training) to replace an existing checkpoint, the shipped
+    ones included, unless ``force``."""
+    out = checkpoint_stem(cfg)
+    check_outputs(out, force)
     import torch
 
     from .model import PredictorConfig, build_model, count_parameters, decode, joint_log_prob, save_checkpoint
@@ -115,6 +156,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = print, command: 
     rng = np.random.default_rng(cfg.seed)
     data = Path(cfg.data)
     df = read_dataset(data)
+    train_bases = sorted(set(df.loc[df["split"] == "train", "base_model"]))
+    unknown = [m for m in cfg.val_models if m not in train_bases]
+    if unknown:
+        held = sorted(set(unknown) & set(df.loc[df["split"] == "heldout", "base_model"]))
+        raise ValueError(f"--val-models: {', '.join(map(repr, unknown))} not among the training base models of {data}"
+                         + (f" ({', '.join(held)} held out)" if held else "")
+                         + f"; valid: {', '.join(train_bases) or '(none)'}")
     val_mask = df["base_model"].isin(cfg.val_models)
     tr = load_samples(df, (df["split"] == "train") & ~val_mask)
     va = load_samples(df, (df["split"] == "train") & val_mask) if cfg.val_models else None
@@ -190,7 +238,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = print, command: 
         rho_f, i_f, _ = fit_fixed_rule(tr.regret)
         summary["val_regret_fixed_grid"] = float(grid_regret([(rho_f, i_f)] * len(va), va.regret).mean())
     rho_f, i_f, fixed_regret = fit_fixed_rule(tr.regret)
-    out = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / CHECKPOINT_NAMES[cfg.arch]
+    check_outputs(out, force)  # again: the file may have appeared while training
     meta = {
         "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "dataset": {"path": _rel(data), "sha256": _file_sha256(data), "rows": int(len(df)),

@@ -280,3 +280,170 @@ def test_fast_predict_path_matches_the_batched_network_on_heldout_cases():
             # the cached per-graph part is the same object on the next call, and keyed on the power mode
             assert pred.static(g, prof, case.power_mode) is pred.static(g, prof, case.power_mode)
         assert not cold._static
+
+
+# ------------------------------------------------------------------------------------- refusals (bad input)
+
+def _parser():
+    import argparse
+
+    from sparoa_env.commands import predictor as cmd
+
+    parser = argparse.ArgumentParser()
+    cmd.register(parser)
+    return parser, cmd
+
+
+def _cli(argv: list[str]) -> tuple[int, str]:
+    """rc and stderr of ``sparoa predictor ARGV`` through the real entry point (one error line, rc 2)."""
+    import contextlib
+    import io
+
+    from sparoa_env.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["predictor", *argv])
+    return rc, err.getvalue()
+
+
+def test_train_refuses_to_overwrite_without_force(tiny_dataset, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from predictors import train as tr
+
+    parser, cmd = _parser()
+    stem = tmp_path / "ck"
+    argv = ["train", "--arch", "pooled_mlp", "--data", str(tiny_dataset), "--out", str(stem), "--epochs", "1"]
+    assert cmd.run(parser.parse_args(argv)) == 0
+    before = {p: p.read_bytes() for p in (stem.with_suffix(".pt"), stem.with_suffix(".json"))}
+    called = []
+    monkeypatch.setattr(tr, "read_dataset", lambda *a, **k: called.append(1))  # refused before any training
+    with pytest.raises(FileExistsError, match="--force"):
+        cmd.run(parser.parse_args(argv))
+    assert not called and {p: p.read_bytes() for p in before} == before
+    stem.with_suffix(".pt").unlink()  # one file left over is protected too
+    with pytest.raises(FileExistsError, match="ck.json"):
+        cmd.run(parser.parse_args(argv))
+    monkeypatch.undo()
+    assert cmd.run(parser.parse_args(argv + ["--force"])) == 0
+    meta = json.loads(stem.with_suffix(".json").read_text())["meta"]
+    assert meta["command"].endswith("--force") and stem.with_suffix(".pt").exists()
+    # the API refuses as well
+    with pytest.raises(FileExistsError):
+        tr.train(tr.TrainConfig(arch="pooled_mlp", data=str(tiny_dataset), out=str(stem), epochs=1), log=None)
+
+
+def test_train_without_out_needs_force_for_the_shipped_checkpoints(tiny_dataset, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from predictors import train as tr
+
+    fake = tmp_path / "shipped"  # stands in for sparoa_env/data/predictor: the real files are never touched
+    fake.mkdir()
+    monkeypatch.setattr(tr, "CHECKPOINT_DIR", fake)
+    for name in ("pooled_mlp.pt", "pooled_mlp.json"):
+        (fake / name).write_text("shipped")
+    parser, cmd = _parser()
+    argv = ["train", "--arch", "both", "--data", str(tiny_dataset), "--epochs", "1"]
+    with pytest.raises(FileExistsError, match="shipped checkpoint.*--force"):
+        cmd.run(parser.parse_args(argv))
+    # checked for every arch before training the first one
+    assert sorted(p.name for p in fake.iterdir()) == ["pooled_mlp.json", "pooled_mlp.pt"]
+    assert (fake / "pooled_mlp.pt").read_text() == "shipped"
+    assert cmd.run(parser.parse_args(argv + ["--force"])) == 0
+    assert (fake / "pooled_mlp.pt").read_bytes() != b"shipped" and (fake / "threshold_predictor.pt").exists()
+    assert "--force" in json.loads((fake / "pooled_mlp.json").read_text())["meta"]["command"]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
+    (["--epochs", "-1"], "--epochs must be a positive integer, got -1"),
+    (["--threads", "0"], "--threads must be a positive integer, got 0"),
+    (["--out", ""], "--out is empty"),
+])
+def test_train_rejects_bad_options(argv, match, tmp_path):
+    rc, err = _cli(["train", "--arch", "pooled_mlp", "--out", str(tmp_path / "ck"), *argv])
+    assert rc == 2 and match in err and err.startswith("sparoa predictor: error:"), err
+    assert not list(tmp_path.iterdir())
+
+
+def test_train_validates_val_models_and_data(tiny_dataset, graph_specs, tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "ck"
+    base = ["train", "--arch", "pooled_mlp", "--epochs", "1", "--out", str(out)]
+    rc, err = _cli(base + ["--data", str(tiny_dataset), "--val-models", "foo"])
+    assert rc == 2 and "--val-models" in err and "'foo'" in err and graph_specs[0] in err, err
+    rc, err = _cli(base + ["--data", str(tiny_dataset), "--val-models", graph_specs[-1]])  # held out
+    assert rc == 2 and "held out" in err, err
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("junk")
+    rc, err = _cli(base + ["--data", str(bad)])
+    assert rc == 2 and str(bad) in err and "Parquet" in err, err
+    rc, err = _cli(base + ["--data", str(tmp_path / "missing.parquet")])
+    assert rc == 2 and "missing.parquet" in err, err
+    import pandas as pd
+
+    other = tmp_path / "other.parquet"
+    pd.DataFrame({"a": [1]}).to_parquet(other)
+    rc, err = _cli(base + ["--data", str(other)])
+    assert rc == 2 and str(other) in err and "case_key" in err, err
+    assert not out.with_suffix(".pt").exists() and not out.with_suffix(".json").exists()
+    from predictors.train import TrainConfig
+
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="threads"):
+        TrainConfig(threads=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tiny_dataset, tmp_path_factory) -> dict[str, Path]:
+    pytest.importorskip("torch")
+    from predictors.train import TrainConfig, train
+
+    d = tmp_path_factory.mktemp("ck")
+    for arch in ("transformer_lstm", "pooled_mlp"):
+        train(TrainConfig(arch=arch, data=str(tiny_dataset), out=str(d / arch), epochs=1), log=None)
+    return {a: d / a for a in ("transformer_lstm", "pooled_mlp")}
+
+
+def test_evaluate_rejects_bad_options(tiny_dataset, tiny_checkpoints, tmp_path):
+    ck, mlp = str(tiny_checkpoints["transformer_lstm"]), str(tiny_checkpoints["pooled_mlp"])
+    common = ["--data", str(tiny_dataset), "--json"]
+    rc, err = _cli(["evaluate", "--checkpoint", str(tmp_path / "nope"), *common])
+    assert rc == 2 and "--checkpoint" in err and str(tmp_path / "nope.pt") in err, err
+    for n in ("0", "-2"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "Mean of empty slice"
+            rc, err = _cli(["evaluate", "--checkpoint", ck, "--mlp-checkpoint", mlp, "--per-model", n, *common])
+        assert rc == 2 and f"--per-model must be a positive integer, got {n}" in err, err
+    # a checkpoint of the other architecture is refused, not labelled transformer_lstm
+    rc, err = _cli(["evaluate", "--checkpoint", mlp, "--mlp-checkpoint", mlp, *common])
+    assert rc == 2 and "pooled_mlp checkpoint" in err and "--mlp-checkpoint" in err, err
+    rc, err = _cli(["evaluate", "--checkpoint", ck, "--mlp-checkpoint", ck, *common])
+    assert rc == 2 and "transformer_lstm checkpoint" in err, err
+    rc, err = _cli(["evaluate", "--checkpoint", ck, "--data", str(tmp_path / "none.parquet")])
+    assert rc == 2 and "--data" in err and "none.parquet" in err, err
+    from predictors.evaluate import evaluate
+
+    with pytest.raises(ValueError, match="--models"):
+        evaluate([], checkpoint=ck, mlp_checkpoint=mlp, data=tiny_dataset)
+    # a corrupt checkpoint names its file
+    bad = tmp_path / "bad"
+    bad.with_suffix(".json").write_text("{not json")
+    bad.with_suffix(".pt").write_bytes(b"junk")
+    rc, err = _cli(["evaluate", "--checkpoint", str(bad), *common])
+    assert rc == 2 and "bad.json" in err, err
+
+
+def test_readme_predictor_line_matches_the_cli():
+    """Every option the README's `sparoa predictor` line shows for an action is accepted by that action."""
+    import re
+
+    line = next(ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith("sparoa predictor "))
+    parser, _ = _parser()
+    sub = next(a for a in parser._actions if a.dest == "predictor_command")
+    for part in line[len("sparoa predictor "):].split(" | "):
+        action, *rest = part.split()
+        opts = set(sub.choices[action]._option_string_actions)
+        for opt in re.findall(r"--[a-z-]+", " ".join(rest)):
+            assert opt in opts, (action, opt)

@@ -3,7 +3,10 @@
     sparoa predictor generate [--out predictors/data/thresholds.parquet] [--models M1,M2] [--heldout ...]
                               [--per-model 10] [--heldout-per-model 6] [--seed 0] [--force]
     sparoa predictor train [--arch transformer_lstm|pooled_mlp|both] [--data ...] [--epochs 60] [--out STEM]
+                           [--val-models B1,B2] [--threads 1] [--force]
     sparoa predictor evaluate [--models M1,M2,...] [--json] [--checkpoint STEM] [--fresh]
+
+``train`` refuses to replace an existing checkpoint (the shipped ones included) unless ``--force``.
 
 Heavy imports (pandas, torch) happen inside :func:`run`.
 """
@@ -45,6 +48,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest at this model size)")
     t.add_argument("--val-models", type=_csv, default=(), help="training base models kept out for validation")
+    t.add_argument("--force", action="store_true",
+                   help="overwrite existing checkpoint files (needed to regenerate the shipped ones)")
 
     e = sub.add_parser("evaluate", help="per-model regret of predicted vs searched thresholds in the simulator")
     e.add_argument("--models", type=_csv, default=None,
@@ -59,6 +64,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--seed", type=int, default=0)
 
 
+def _positive(option: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"{option} must be a positive integer, got {value}")
+
+
 def run(args: argparse.Namespace) -> int:
     cmd = args.predictor_command
     if cmd == "generate":
@@ -70,17 +80,26 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if cmd == "train":
         from predictors.dataset import DEFAULT_DATASET
-        from predictors.train import TrainConfig, train
+        from predictors.train import TrainConfig, check_outputs, checkpoint_stem, train
 
         archs = ("transformer_lstm", "pooled_mlp") if args.arch == "both" else (args.arch,)
         if args.out and len(archs) > 1:
             raise ValueError("--out needs a single --arch")
+        _positive("--epochs", args.epochs)
+        _positive("--threads", args.threads)
+        if args.out is not None and not args.out.strip():
+            raise ValueError("--out is empty")
+        cfgs = []
         for arch in archs:
             kw = dict(arch=arch, data=str(args.data or DEFAULT_DATASET), out=args.out or "", seed=args.seed,
                       threads=args.threads, val_models=tuple(args.val_models))
             if args.epochs is not None:
                 kw["epochs"] = args.epochs
-            cfg = TrainConfig(**kw)
+            cfgs.append(TrainConfig(**kw))
+        for cfg in cfgs:  # every output is checked before any training starts
+            check_outputs(checkpoint_stem(cfg), args.force)
+        for cfg in cfgs:
+            arch = cfg.arch
             parts = ["sparoa", "predictor", "train", "--arch", arch, "--epochs", str(cfg.epochs), "--seed", str(cfg.seed),
                      "--threads", str(cfg.threads)]
             if args.data:
@@ -89,12 +108,19 @@ def run(args: argparse.Namespace) -> int:
                 parts += ["--out", args.out]
             if cfg.val_models:
                 parts += ["--val-models", ",".join(cfg.val_models)]
-            train(cfg, command=" ".join(shlex.quote(p) for p in parts))
+            if args.force:
+                parts += ["--force"]
+            train(cfg, command=" ".join(shlex.quote(p) for p in parts), force=args.force)
         return 0
     if cmd == "evaluate":
+        from pathlib import Path
+
         from predictors.dataset import DEFAULT_DATASET
         from predictors.evaluate import evaluate, format_table
 
+        _positive("--per-model", args.per_model)
+        if args.data is not None and not Path(args.data).exists():
+            raise FileNotFoundError(f"--data {args.data}: predictor dataset not found")
         doc = evaluate(args.models, checkpoint=args.checkpoint, mlp_checkpoint=args.mlp_checkpoint,
                        data=args.data or DEFAULT_DATASET, per_model=args.per_model, seed=args.seed, fresh=args.fresh,
                        log=None if args.json else (lambda s: print(s, file=sys.stderr)))
