@@ -15,6 +15,7 @@ end-to-end latencies.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -22,7 +23,8 @@ import numpy as np
 
 from .graph import OpGraph
 
-__all__ = ["Decision", "StepOutcome", "Backend", "RequestStream", "HW_STATE_FIELDS", "make_backend", "BACKENDS"]
+__all__ = ["Decision", "StepOutcome", "Backend", "RequestStream", "HW_STATE_FIELDS", "make_backend", "BACKENDS",
+           "option_number", "option_bool"]
 
 #: Per-processor hardware-state entries, in the order a backend writes them into ``Decision.hw_state``
 #: (a ``(n_processors, len(HW_STATE_FIELDS))`` float array). Units in the names; fractions in [0, 1].
@@ -102,8 +104,11 @@ class RequestStream:
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
             raise ValueError(f"requests: 'n' must be a positive integer, got {self.n!r}")
-        if not (self.interarrival_ms >= 0.0) or self.interarrival_ms == float("inf"):
+        ia = self.interarrival_ms
+        if isinstance(ia, bool) or not isinstance(ia, (int, float)) or not (ia >= 0.0) or ia == float("inf"):
             raise ValueError(f"requests: 'interarrival_ms' must be a finite number >= 0, got {self.interarrival_ms!r}")
+        if not isinstance(self.poisson, (bool, np.bool_)):
+            raise ValueError(f"requests: 'poisson' must be true or false, got {self.poisson!r}")
 
     def arrivals_ms(self, rng: np.random.Generator) -> np.ndarray:
         if self.n == 1 or self.interarrival_ms == 0.0:
@@ -127,6 +132,38 @@ class RequestStream:
 
 
 BACKENDS = ("sim", "hw")
+
+
+def option_number(options: dict[str, Any], key: str, default: Any, owner: str, *, integer: bool = False,
+                  lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
+    """``options[key]`` (or ``default``) checked to be a finite number (an int with ``integer``) in
+    ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``); a ValueError naming ``owner``, the option and the value."""
+    v = options.get(key, default)
+    if v is None:
+        return None
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if integer:
+        ok = ok and float(v).is_integer()
+    rng = ""
+    if ok and lo is not None and (v <= lo if lo_open else v < lo):
+        ok = False
+    if ok and hi is not None and v > hi:
+        ok = False
+    if not ok:
+        kind = "an integer" if integer else "a finite number"
+        if lo is not None or hi is not None:
+            rng = (f" {'>' if lo_open else '>='} {lo:g}" if lo is not None else "") + \
+                  (f"{' and' if lo is not None else ''} <= {hi:g}" if hi is not None else "")
+        raise ValueError(f"{owner}: {key} must be {kind}{rng}, got {v!r}")
+    return int(v) if integer else float(v)
+
+
+def option_bool(options: dict[str, Any], key: str, default: bool, owner: str) -> bool:
+    """``options[key]`` (or ``default``) checked to be True or False."""
+    v = options.get(key, default)
+    if not isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"{owner}: {key} must be true or false, got {v!r}")
+    return bool(v)
 
 
 def make_backend(kind: str, **kwargs: Any) -> Backend:

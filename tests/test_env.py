@@ -97,6 +97,23 @@ def test_bad_arguments_name_the_problem():
         gym.make("SparOA-Orin-v0", model=chain(2), requests={"count": 3})
 
 
+@pytest.mark.parametrize("kw, needle", [
+    ({"initial_temp_c": "hot"}, "sim backend: initial_temp_c must be a finite number >= 25 and <= 105, got 'hot'"),
+    ({"initial_temp_c": -300}, "initial_temp_c must be a finite number >= 25 and <= 105, got -300"),
+    ({"initial_temp_c": float("nan")}, "initial_temp_c must be a finite number"),
+    ({"mode_dwell_ms": 0}, "sim backend: mode_dwell_ms must be a finite number > 0, got 0"),
+    ({"thermal": "no"}, "sim backend: thermal must be true or false, got 'no'"),
+    ({"requests": {"n": 2, "poisson": "yes"}}, "requests: 'poisson' must be true or false, got 'yes'"),
+    ({"requests": {"n": 2, "interarrival_ms": "5"}}, "requests: 'interarrival_ms' must be a finite number >= 0, got '5'"),
+])
+def test_bad_option_values_name_the_option_and_value(kw, needle):
+    """Values of the wrong type or out of the model's range used to pass silently (a temperature of -300 C)
+    or fail deep inside with int()/float() messages that named nothing."""
+    with pytest.raises(ValueError) as e:
+        gym.make("SparOA-Orin-v0", model=chain(2), **kw)
+    assert needle in str(e.value)
+
+
 def test_bad_actions_are_rejected():
     env = gym.make("SparOA-Orin-v0", model=chain(3))
     env.reset(seed=0)

@@ -152,6 +152,12 @@ def test_hw_backend_rejects_bad_options():
         make_backend("hw", profile=prof, model=MODEL, devicemap=CPU_MAP)
     with pytest.raises(ValueError, match="cannot change the machine's power mode"):
         make_backend("hw", profile=prof, model=MODEL, power_mode="switching", device_map=CPU_MAP)
+    with pytest.raises(ValueError, match="hw backend: repeats must be an integer >= 1, got 'x'"):
+        make_backend("hw", profile=prof, model=MODEL, device_map=CPU_MAP, repeats="x")
+    with pytest.raises(ValueError, match="hw backend: warmup must be true or false, got 'yes'"):
+        make_backend("hw", profile=prof, model=MODEL, device_map=CPU_MAP, warmup="yes")
+    with pytest.warns(UserWarning, match="background='heavy' adds no load"):
+        make_backend("hw", profile=prof, model=MODEL, device_map=CPU_MAP, background="heavy", telemetry=False).close()
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"CUDA is not available on this machine; map both processors to CPU core "
                                              r"groups, e.g. device_map=\{'cpu': 'cpu:0', 'gpu': 'cpu:1'\}"):

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import HW_STATE_FIELDS, Decision, RequestStream, StepOutcome
+from ..backend import HW_STATE_FIELDS, Decision, RequestStream, StepOutcome, option_bool, option_number
 from ..graph import OpGraph
 from .devices import LaneSpec, parse_device_map, two_lane_cpu_map
 
@@ -102,13 +102,18 @@ class HwBackend:
                              f"the mode the device runs in ({', '.join(modes)})")
         self.power_mode = power_mode
         self.background = background
+        if background not in (None, "none"):
+            import warnings
+
+            warnings.warn(f"hw backend: background={background!r} adds no load: the hw backend measures under the "
+                          "machine's real load (put real load on a lane with `sparoa deploy --inject`); the value only "
+                          "reaches the threshold predictor's input", UserWarning, stacklevel=3)
         self.requests = RequestStream.parse(requests)
         self.batch = batch
-        self.warmup = bool(options.get("warmup", True))
-        self.repeats = int(options.get("repeats", 1))
-        if self.repeats < 1:
-            raise ValueError(f"hw backend: repeats must be >= 1, got {self.repeats}")
-        self.record = bool(options.get("record", True))
+        own = "hw backend"
+        self.warmup = option_bool(options, "warmup", True, own)
+        self.repeats = option_number(options, "repeats", 1, own, integer=True, lo=1)
+        self.record = option_bool(options, "record", True, own)
         module, inputs = options.get("module"), options.get("example_inputs")
         if module is None:
             if model is None:
@@ -127,11 +132,11 @@ class HwBackend:
         self._compiled: dict[tuple[str, str], Any] = {}
         self._warm: set[tuple[str, int]] = set()
         self.telemetry = None
-        if options.get("telemetry", True):
+        if option_bool(options, "telemetry", True, own):
             from .telemetry import Telemetry
 
             self.telemetry = Telemetry()
-        self.sampler = TelemetrySampler(self.telemetry, float(options.get("telemetry_interval_ms", 50.0)))
+        self.sampler = TelemetrySampler(self.telemetry, option_number(options, "telemetry_interval_ms", 50.0, own, lo=0.0))
         self._graph: OpGraph | None = None
         self._episode: _Episode | None = None
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Decision, RequestStream, StepOutcome
+from ..backend import Decision, RequestStream, StepOutcome, option_bool, option_number
 from ..graph import OpGraph
 from .background import BackgroundSpec, background_spec
 from .soc import ModeTables, PowerModePolicy, SocSimulator
@@ -55,12 +55,13 @@ class SimBackend:
         self.background = background_spec(background)
         self.background.lane_extra(profile.processor_names)  # a lane_share naming an unknown processor fails here
         self.requests = RequestStream.parse(requests)
-        self.thermal = bool(options.get("thermal", True))
-        self.initial_temp_c = options.get("initial_temp_c")
-        self.mode_dwell_ms = float(options.get("mode_dwell_ms", 30.0))
-        if not self.mode_dwell_ms > 0:
-            raise ValueError(f"sim backend: mode_dwell_ms must be > 0, got {self.mode_dwell_ms!r}")
-        self.record = bool(options.get("record", True))
+        own = "sim backend"
+        self.thermal = option_bool(options, "thermal", True, own)
+        th = profile.thermal
+        self.initial_temp_c = option_number(options, "initial_temp_c", None, own, lo=th.ambient_c,
+                                            hi=th.throttle_full_c)  # the thermal model's range (ambient..full throttle)
+        self.mode_dwell_ms = option_number(options, "mode_dwell_ms", 30.0, own, lo=0.0, lo_open=True)
+        self.record = option_bool(options, "record", True, own)
         self.sim: SocSimulator | None = None
         self._graph: OpGraph | None = None
         self._reset_state: dict | None = None
