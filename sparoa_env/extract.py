@@ -72,6 +72,8 @@ still holds), gets its elementwise work in ``aux_flops``, is listed in ``meta["f
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import operator
 import warnings
 from dataclasses import dataclass
@@ -279,13 +281,26 @@ class _ReferenceSemantics:
         torch.backends.mha.set_fastpath_enabled(self._fastpath)
 
 
+@contextlib.contextmanager
+def _logger_level(logger: logging.Logger, level: int):
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
 def export_program(module: "torch.nn.Module", example_inputs: Sequence[Any]) -> "ExportedProgram":
     """Eval mode, ``torch.export.export``, then ``run_decompositions()`` to core ATen."""
     import torch
 
     example_inputs = _check_inputs(module, example_inputs)
     module.eval()
-    with warnings.catch_warnings():
+    # torch's fake-tensor logger prints a 20-line traceback (level ERROR) for an op that fails on the example
+    # inputs before export raises; the raise below says it in one line, so that logger is silenced meanwhile
+    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+    with warnings.catch_warnings(), _logger_level(fake_log, logging.CRITICAL):
         warnings.simplefilter("ignore", FutureWarning)  # pytree deprecation chatter inside torch.export
         try:
             with _ReferenceSemantics():

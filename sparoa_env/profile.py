@@ -390,7 +390,7 @@ def profile_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> SocProfil
         procs.append(_read_processor(pd, i, source, references))
     names = [p.name for p in procs]
     if len(set(names)) != len(names):
-        r.fail("processors", names, "processor names must be unique")
+        r.fail("processors", names, "must have unique names")
     order = [PROCESSOR_KINDS.index(p.kind) for p in procs]
     if order != sorted(order):
         r.fail("processors", [p.kind for p in procs], "lane order must be cpu first, then gpu, then npu")

@@ -225,3 +225,8 @@ def raises_inside(batch: int = 1):
 
 
 NOT_A_FUNCTION = 3
+
+
+def wrong_input_width():
+    """Bad: the example input does not fit the first layer (export fails inside torch)."""
+    return nn.Linear(4, 4), (torch.zeros(1, 5),)

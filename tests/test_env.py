@@ -95,6 +95,10 @@ def test_bad_arguments_name_the_problem():
         gym.make("SparOA-Orin-v0", model=chain(2), profile="orin-xl")
     with pytest.raises(ValueError, match="requests"):
         gym.make("SparOA-Orin-v0", model=chain(2), requests={"count": 3})
+    with pytest.raises(ValueError, match=r"reset options: unknown key\(s\) \['foo'\]; valid: power_mode"):
+        gym.make("SparOA-Orin-v0", model=chain(2)).reset(seed=0, options={"foo": 1})
+    with pytest.raises(ValueError, match="thresholds must be 'heuristic', 'predicted' or a"):
+        gym.make("SparOA-Orin-v0", model=chain(2), thresholds=[0.1, 0.2, 0.3])
 
 
 @pytest.mark.parametrize("kw, needle", [

@@ -162,3 +162,11 @@ def test_graphs_check_reports_stale_files(capsys, monkeypatch, tmp_path):
     assert "STALE" in out and f"nodes[{d['nodes'][3]['name']}].flops" in out
     assert "sparoa graphs regenerate" in err
     assert graphs.diff_graphs(g, g) == []
+
+
+def test_a_model_that_fails_on_its_inputs_is_one_line(capfd):
+    """torch's fake-tensor logger used to print a 20-line traceback before the one-line error."""
+    pytest.importorskip("torch")
+    assert cli.main(["graph", f"{UNSEEN}:wrong_input_width"]) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "could not trace Linear with inputs (float32[1, 5])" in err

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..hw.devices import NO_CUDA_HINT, cuda_available
+    from ..hw.devices import cuda_available
     from ..hw.profiler import prepare_model, record_micro, record_model
     from ..traces import machine_id, machine_info, trace_id_for, write_trace
 
@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     device = "cpu"
     if args.device == "cuda":
         if not cuda_available():
-            raise ValueError(f"--device cuda: {NO_CUDA_HINT}")
+            raise ValueError("--device cuda: CUDA is not available on this machine (torch.cuda.is_available() is "
+                             "False); record CPU traces with --device cpu")
         device = f"cuda:{torch.cuda.current_device()}"
     ncores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = args.threads or [ncores]

@@ -190,7 +190,7 @@ class SparOAEnv(gym.Env):
         try:
             rho_s, i_s = (float(v) for v in value)
         except (TypeError, ValueError):
-            raise ValueError(f"thresholds must be 'heuristic' or a (rho*, I*) pair, got {value!r}") from None
+            raise ValueError(f"thresholds must be 'heuristic', 'predicted' or a (rho*, I*) pair, got {value!r}") from None
         if not (0.0 <= rho_s <= 1.0) or not (i_s >= 0.0) or not math.isfinite(i_s):
             raise ValueError(f"thresholds: rho* must be in [0, 1] and I* >= 0, got {value!r}")
 
@@ -219,7 +219,15 @@ class SparOAEnv(gym.Env):
         return s
 
     # ------------------------------------------------------------------ gym API
+    RESET_OPTIONS = ("power_mode",)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if options is not None:
+            if not isinstance(options, dict):
+                raise ValueError(f"reset options must be a dict, got {options!r}")
+            unknown = sorted(set(options) - set(self.RESET_OPTIONS))
+            if unknown:
+                raise ValueError(f"reset options: unknown key(s) {unknown}; valid: {', '.join(self.RESET_OPTIONS)}")
         super().reset(seed=seed)
         self._decision = self.backend.reset(graph=self.graph, rng=self.np_random, options=options)
         self._episode_return = 0.0
