@@ -24,7 +24,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="profile name (default: the --out file's stem)")
     parser.add_argument("--base", default=None, help="profile whose power and thermal figures to keep")
     parser.add_argument("--cpu-lanes", type=int, default=None,
-                        help="CPU lanes (core groups) in the profile (default 2 on a CPU-only machine, 1 with a GPU)")
+                        help="CPU lanes (core groups) in the profile (default: 1 with a GPU; on a CPU-only machine 2 "
+                             "when the traces used 2 or more cores, e.g. recorded with --threads 1,2, else 1)")
     parser.add_argument("--min-type-rows", type=int, default=3,
                         help="op types with fewer FLOP-bearing rows share the default efficiency (default 3)")
     parser.add_argument("--stat", choices=("median", "p10"), default="median",
@@ -87,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
                           "fit": {k: v for k, v in res.reports.items()}}, indent=1))
         return 0
     print(f"wrote {out}: profile {res.profile.name!r}, {len(res.trace_ids)} trace(s), provenance measured:...")
+    if len(res.profile.processors) < 2:
+        print(f"note: the profile has one processor ({res.profile.processor_names[0]}), and the SparOA environments "
+              "need two: record traces on 2 or more cores (sparoa profile ... --threads 1,2) or pass --cpu-lanes 2")
     if res.excluded:
         print(f"left out as too noisy (--max-spread {args.max_spread}): {', '.join(res.excluded)}")
     print(f"fitted statistic: {res.stat} of the repeats")
