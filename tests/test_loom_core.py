@@ -240,3 +240,175 @@ def test_hotness_top_counts_only_the_fastest_feasible(orin):
     st = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [2, 2, 2, 2]])
     scores = hotness(t, st, None, np.array([3.0, 1.0, 2.0]), [(5.0, None)], top=1)
     assert set(scores) == {("wine-mlp", k, 1) for k in range(4)}
+
+
+# ---------------------------------------------------------------------------------------- input validation
+def _old_draw_requests(catalog, w, rng):
+    """The original one-change-at-a-time draw, kept as the reference for ordinary workloads."""
+    from sparoa_env.loom.workload import Request, reference_latency_ms, task_rates_per_s
+
+    rates = task_rates_per_s(catalog, w)
+    total = sum(rates.values())
+    names = list(w.tasks)
+    probs = np.array([rates[t] for t in names]) / total
+    arrivals = np.cumsum(rng.exponential(1000.0 / total, size=w.n_requests))
+    which = rng.choice(len(names), size=w.n_requests, p=probs)
+    horizon = float(arrivals[-1]) + 1.0
+    slo = {}
+    for t in names:
+        task = catalog.task(t)
+        ref = reference_latency_ms(task)
+        dense_acc = task.acc(task.uniform(0))
+        now, changes = 0.0, []
+        while now < horizon:
+            lat = ref * float(rng.choice(w.latency_factors))
+            acc = None if dense_acc is None else dense_acc - float(rng.choice(w.accuracy_drops)) - 1e-9
+            changes.append((now, lat, acc))
+            now += float(rng.exponential(w.slo_period_ms))
+        slo[t] = changes
+    out = []
+    for i, (a, j) in enumerate(zip(arrivals.tolist(), which.tolist())):
+        cur = [c for c in slo[names[j]] if c[0] <= a][-1]
+        out.append(Request(i, names[j], a, cur[1], cur[2]))
+    return out
+
+
+def test_draw_requests_is_unchanged_for_ordinary_workloads(orin):
+    from dataclasses import replace
+
+    from sparoa_env.loom.workload import WORKLOADS, draw_requests
+
+    for w in (WORKLOADS["default"], WORKLOADS["small"], replace(WORKLOADS["default"], rate_scale=3.0),
+              replace(WORKLOADS["small"], slo_period_ms=5.0, n_requests=400)):
+        for seed in (0, 3):
+            r1, r2 = np.random.default_rng(seed), np.random.default_rng(seed)
+            assert draw_requests(orin, w, r1) == _old_draw_requests(orin, w, r2)
+            assert r1.bit_generator.state == r2.bit_generator.state  # the simulator draws on from the same state
+
+
+def test_draw_requests_cost_does_not_grow_with_tiny_slo_periods_or_rates(orin):
+    import time
+
+    from sparoa_env.loom.workload import Workload, draw_requests, reference_latency_ms
+
+    for kw in ({"slo_period_ms": 1e-6, "n_requests": 300}, {"slo_period_ms": 1e-3, "n_requests": 10},
+               {"rate_scale": 1e-6}, {"rate_scale": 1e-4}):
+        w = Workload(**kw)
+        t0 = time.perf_counter()
+        reqs = draw_requests(orin, w, np.random.default_rng(0))
+        assert time.perf_counter() - t0 < 1.0, kw
+        assert len(reqs) == w.n_requests
+        for r in reqs:  # every SLO is still one of the workload's states
+            t = orin.task(r.task)
+            assert min(abs(r.slo_latency_ms / reference_latency_ms(t) - f) for f in w.latency_factors) < 1e-9
+            if r.slo_accuracy is not None:
+                dense = t.acc(t.uniform(0))
+                assert min(abs(dense - d - 1e-9 - r.slo_accuracy) for d in w.accuracy_drops) < 1e-12
+    # an SLO period far below the request gaps: nearly every request sees a fresh draw (3 of 4 differ)
+    reqs = draw_requests(orin, Workload(slo_period_ms=1e-6), np.random.default_rng(0))
+    same_task = [(a, b) for a, b in zip(reqs, reqs[1:]) if a.task == b.task]
+    changed = sum(a.slo_latency_ms != b.slo_latency_ms for a, b in same_task) / len(same_task)
+    assert 0.55 < changed < 0.95
+
+
+def test_workload_fields_are_validated():
+    from sparoa_env.loom.workload import Workload
+
+    cases = [
+        ({"tasks": ("digits-cnn", "digits-cnn")}, "workload: duplicate task 'digits-cnn'"),
+        ({"tasks": "digits-cnn"}, "field 'tasks' must be a list of task names"),
+        ({"tasks": ("digits-cnn", 3)}, "field 'tasks' must hold task names"),
+        ({"latency_factors": (float("nan"),)}, "field 'latency_factors' must hold finite numbers > 0, got nan"),
+        ({"latency_factors": (float("inf"),)}, "field 'latency_factors' must hold finite numbers > 0, got inf"),
+        ({"latency_factors": "abc"}, "field 'latency_factors' must be a non-empty list of finite numbers > 0, got 'abc'"),
+        ({"latency_factors": (1.5, 0.0)}, "field 'latency_factors' must hold finite numbers > 0, got 0.0"),
+        ({"latency_factors": (True,)}, "field 'latency_factors' must hold finite numbers > 0, got True"),
+        ({"latency_factors": ()}, "field 'latency_factors' must be a non-empty list"),
+        ({"accuracy_drops": (float("nan"),)}, r"field 'accuracy_drops' must hold finite numbers in \[0, 1\), got nan"),
+        ({"accuracy_drops": (2.0,)}, r"field 'accuracy_drops' must hold finite numbers in \[0, 1\), got 2.0"),
+        ({"accuracy_drops": (-0.01,)}, r"field 'accuracy_drops' must hold finite numbers in \[0, 1\), got -0.01"),
+        ({"slo_period_ms": 0.0}, "field 'slo_period_ms' must be a finite number > 0, got 0.0"),
+        ({"slo_period_ms": float("nan")}, "field 'slo_period_ms' must be a finite number > 0, got nan"),
+        ({"rate_scale": -1.0}, "field 'rate_scale' must be a finite number > 0, got -1.0"),
+        ({"rate_scale": float("inf")}, "field 'rate_scale' must be a finite number > 0, got inf"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            Workload(**kw)
+    assert Workload(latency_factors=(2,), accuracy_drops=(0,)).latency_factors == (2,)  # ints are numbers
+
+
+def _problem(**kw):
+    b = np.array([[1.0, 0.0], [0.0, 2.0]])
+    args = dict(rates=np.array([0.1, 0.2]), busy=(b, b), lat=(np.array([1.0, 2.0]),) * 2,
+                acc_bad=(np.array([False, True]),) * 2, slo_ms=np.array([3.0, 3.0]))
+    args.update(kw)
+    return Problem(**args)
+
+
+def test_problem_validates_and_converts_its_input():
+    ref = solve_heuristic(_problem())
+    lists = _problem(rates=[0.1, 0.2], busy=[[[1.0, 0.0], [0.0, 2.0]]] * 2, lat=[[1.0, 2.0]] * 2,
+                     acc_bad=[[0, 1]] * 2, slo_ms=[3.0, 3.0])
+    assert isinstance(lists.rates, np.ndarray) and lists.busy[0].ndim == 2 and lists.acc_bad[0].dtype == bool
+    assert solve_heuristic(lists).choice == ref.choice == solve_milp(lists).choice
+    b = np.array([[1.0, 0.0], [0.0, 2.0]])
+    cases = [
+        ({"rates": np.zeros(2)}, r"rates \(requests per ms\) must be >= 0 with a positive sum, got \[0.0, 0.0\]"),
+        ({"rates": np.array([-0.1, 0.2])}, r"rates \(requests per ms\) must be >= 0"),
+        ({"rates": np.array([np.nan, 0.2])}, "problem: rates must be finite"),
+        ({"lat": (np.array([np.nan, 2.0]), np.array([1.0, 2.0]))}, r"problem: lat\[0\] must be finite"),
+        ({"busy": (b, np.ones((2, 3)))}, r"busy\[1\] has 3 processor columns, busy\[0\] 2"),
+        ({"busy": (b, -b)}, "task 1: busy and lat must be >= 0"),
+        ({"acc_bad": ([0.5, 1],) * 2}, r"acc_bad\[0\] must be a 1-D array of True / False"),
+        ({"slo_ms": np.array([3.0, 0.0])}, "slo_ms must be > 0"),
+        ({"slo_ms": [3.0, np.inf]}, "slo_ms must be finite"),
+        ({"lat": (np.array([1.0]), np.array([1.0, 2.0]))}, "task 0 needs at least one candidate"),
+        ({"rates": [0.1]}, "need one entry per task"),
+        ({"guard": float("nan")}, "guard must be a finite number >= 0"),
+        ({"busy": b}, "busy must be a list / tuple with one array per task"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            _problem(**kw)
+
+
+def test_task_lookups_reject_invalid_stitches_and_placements(orin):
+    t = orin.task("digits-cnn")
+    assert t.index((0, 0, 0, 9)) == 9 and t.index((0, 0, 1, 0)) == 10  # (0, 0, 0, 10) no longer aliases 10
+    for stitch, msg in (((0, 0, 0, 10), r"stitch \(0, 0, 0, 10\) out of range.*\[0, 10\), got 10"),
+                        ((0, 0, -1, 0), r"out of range.*got -1"),
+                        ((0, 0, 0), "has 4 blocks: stitch and placement need one entry each"),
+                        ((0, 0, 0, 1.5), r"out of range.*got 1.5")):
+        with pytest.raises(ValueError, match=msg):
+            t.acc(stitch)
+    with pytest.raises(ValueError, match="need one entry each"):
+        t.solo_latency_ms((0, 0, 0, 0), (1,))
+    with pytest.raises(ValueError, match=r"placement \(0, 0, 0, -1\) out of range.*\[0, 2\), got -1"):
+        t.solo_latency_ms((0, 0, 0, 0), (0, 0, 0, -1))
+    with pytest.raises(ValueError, match="out of range"):
+        t.busy_ms((0, 0, 0, 0), (0, 0, 0, 2))
+    with pytest.raises(ValueError, match="out of range"):
+        t.all_latencies((0, 0, 0, 5))
+    with pytest.raises(ValueError, match=r"stitched-variant index 10000 out of range \[0, 10000\)"):
+        t.stitch_of(10000)
+    # valid lookups unchanged (numpy integers too)
+    assert t.acc(np.array([0, 0, 0, 0])) == t.acc((0, 0, 0, 0)) and t.stitch_of(t.index((1, 2, 3, 4))) == (1, 2, 3, 4)
+
+
+def test_simulator_decide_uses_the_task_check(orin):
+    from sparoa_env.loom.workload import Request
+
+    sim = _sim(orin, [Request(0, "resnet50", 0.0, 1e9, None)])
+    sim.run_to_decision()
+    with pytest.raises(ValueError, match="has 4 blocks: stitch and placement need one entry each"):
+        sim.decide((0, 0, 0, 0), (1, 1, 1))
+    with pytest.raises(ValueError, match=r"placement \(1, 1, 1, -1\) out of range"):
+        sim.decide((0, 0, 0, 0), (1, 1, 1, -1))
+    sim.decide((0, 0, 0, 0), (1, 1, 1, 1))
+
+
+def test_catalog_names_the_profiles_that_have_tables():
+    with pytest.raises(ValueError, match="profile 'orin-nano' has no SparseLoom cost tables: `sparoa loom build` "
+                                         "writes them for orin-agx, intel-core-ultra only"):
+        load_catalog("orin-nano")

@@ -100,3 +100,42 @@ def test_import_and_make_stay_torch_and_sklearn_free():
             "print('torch' in sys.modules, 'sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_workload_errors_name_the_field_and_value():
+    cases = [
+        ({"tasks": ["digits-cnn", "digits-cnn"], "n_requests": 5}, "workload: duplicate task 'digits-cnn'"),
+        ({"latency_factors": [float("nan")]}, "workload: field 'latency_factors' must hold finite numbers > 0, got nan"),
+        ({"latency_factors": [float("inf")]}, "workload: field 'latency_factors' must hold finite numbers > 0, got inf"),
+        ({"latency_factors": "abc"}, "workload: field 'latency_factors' must be a non-empty list.*got 'abc'"),
+        ({"accuracy_drops": [float("nan")]}, r"workload: field 'accuracy_drops' must hold finite numbers in \[0, 1\)"),
+        ({"accuracy_drops": [2.0]}, r"workload: field 'accuracy_drops' must hold finite numbers in \[0, 1\), got 2.0"),
+        ({"slo_period_ms": -1}, "workload: field 'slo_period_ms' must be a finite number > 0, got -1"),
+    ]
+    for w, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            gym.make("SparseLoom-Orin-v0", workload=w).reset(seed=0)
+
+
+def test_tiny_slo_period_or_rate_resets_quickly():
+    import time
+
+    for w in ({"slo_period_ms": 1e-6, "n_requests": 10}, {"slo_period_ms": 1e-3, "n_requests": 10},
+              {"rate_scale": 1e-6, "n_requests": 10, "background": "none"}):
+        env = gym.make("SparseLoom-Orin-v0", workload=w)
+        t0 = time.perf_counter()
+        obs, _ = env.reset(seed=0)
+        assert time.perf_counter() - t0 < 2.0, w
+        assert np.all(np.isfinite(obs)) and env.observation_space.contains(obs)
+
+
+def test_actions_must_be_integers_and_missing_tables_are_named():
+    env = gym.make("SparseLoom-Orin-v0", workload=SMALL).unwrapped
+    env.reset(seed=0)
+    for bad in ([0.9, 1.9], ["a", "b"], [True, False], [np.nan, 0]):
+        with pytest.raises(ValueError, match=r"two finite integers.*not rounded"):
+            env.step(bad)
+    env.step([1.0, 2.0])  # integer values are integers, whatever the dtype
+    env.step(np.array([1, 2]))
+    with pytest.raises(ValueError, match="profile 'orin-nano' has no SparseLoom cost tables.*orin-agx, intel-core-ultra"):
+        gym.make("SparseLoom-Orin-v0", profile="orin-nano")

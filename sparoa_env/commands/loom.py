@@ -2,7 +2,7 @@
 
     sparoa loom build                          # train small tasks, measure all stitched variants, price blocks (torch)
     sparoa loom accuracy [--json]              # measured accuracy of every task's zoo variants (shipped tables)
-    sparoa loom estimator [--timing] [--json]  # estimator error on held-out stitched variants (+ profiling time)
+    sparoa loom estimator [--train N] [--timing] [--json]  # estimator error on held-out stitched variants
     sparoa loom optimizer [--env ID] [--json]  # MILP (HiGHS) vs heuristic on the same instances
     sparoa loom preloader [--env ID] [--json]  # hotness vs full / LRU / no preload
     sparoa loom evaluate --env ID [--seed S] [--json]
@@ -23,7 +23,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("accuracy", help="measured held-out accuracy of each task's zoo variants")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("estimator", help="estimator error on held-out stitched variants")
-    p.add_argument("--train", type=int, default=300, help="stitched variants measured to train it (default 300)")
+    p.add_argument("--train", type=int, default=300,
+                   help="stitched variants measured to train it, 10 to 9998 (default 300)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timing", action="store_true", help="also time exhaustive vs estimator profiling in torch")
     p.add_argument("--json", action="store_true")
@@ -80,9 +81,22 @@ def run(args: argparse.Namespace) -> int:
         from sparoa_env.loom.catalog import load_catalog
         from sparoa_env.loom.estimator import evaluate_estimator, profiling_time
 
+        from sparoa_env.loom.estimator import train_range
+
         cat = load_catalog("orin-agx")
-        rows = [asdict(evaluate_estimator(t, n_train=args.train, seed=args.seed))
-                for t in cat.tasks.values() if t.accuracy is not None]
+        small = [t for t in cat.tasks.values() if t.accuracy is not None]
+        for t in small:
+            lo, hi = train_range(t)
+            if not lo <= args.train <= hi:
+                raise ValueError(f"--train must be in [{lo}, {hi}] (the {lo} uniform variants are always measured; at "
+                                 f"least 2 of the {hi + 2} stitched variants of {t.name!r} stay held out), "
+                                 f"got {args.train}")
+            if args.timing and args.train + t.n_blocks * (t.n_variants - 1) + 1 > hi + 2:
+                raise ValueError(f"--train {args.train} with --timing: plus the {t.n_blocks * (t.n_variants - 1) + 1} "
+                                 f"single-block profiles it exceeds the {hi + 2} stitched variants of {t.name!r}")
+        if args.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {args.seed}")
+        rows = [asdict(evaluate_estimator(t, n_train=args.train, seed=args.seed)) for t in small]
         timing = [profiling_time(r["task"], n_train=args.train, seed=args.seed) for r in rows] if args.timing else []
         if args.json:
             print(json.dumps({"estimator": rows, "profiling": timing}, indent=2))
@@ -90,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
             for r in rows:
                 print(f"{r['task']}: accuracy MAE {r['acc_mae_pp']:.2f} pp (p90 {r['acc_p90_pp']:.2f}, Spearman "
                       f"{r['acc_rank_spearman']:.3f}) on {r['n_test']} held-out stitched variants, trained on "
-                      f"{r['n_train']}; latency MAPE {r['lat_mape_pct']:.2f} % (p90 {r['lat_p90_pct']:.2f} %)")
+                      f"{r['n_train']}; latency MAPE {r['lat_mape_pct']:.2f} % (p90 {r['lat_p90_pct']:.2f} %) on "
+                      f"{r['lat_n_test']} held-out samples, trained on {r['lat_n_train']}")
             for t in timing:
                 print(f"{t['task']}: profiling all {t['stitched_variants']} stitched variants {t['exhaustive_s']:.1f} s "
                       f"(extrapolated from {t['exhaustive_sampled']} timed) vs estimator path {t['estimator_s']:.1f} s "

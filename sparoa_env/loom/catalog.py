@@ -29,11 +29,13 @@ import numpy as np
 from ..costmodel import CostModel
 from ..profile import SocProfile, load_profile
 
-__all__ = ["LoomTask", "Catalog", "load_catalog", "pipelines", "DATA_DIR", "ADAPTER_KINDS"]
+__all__ = ["LoomTask", "Catalog", "load_catalog", "pipelines", "DATA_DIR", "ADAPTER_KINDS", "PROFILES"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "loom"
 ADAPTER_KINDS = ("quantize", "dequantize", "cast")
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
+#: the profiles ``sparoa loom build`` writes cost tables for
+PROFILES = ("orin-agx", "intel-core-ultra")
 
 
 def _adapter(src: str, dst: str) -> int:
@@ -95,13 +97,38 @@ class LoomTask:
     def n_lanes(self) -> int:
         return self.lat_ms.shape[2]
 
+    def check(self, stitch: Sequence[int], placement: Sequence[int] | None = None) -> None:
+        """Raise ``ValueError`` unless ``stitch`` has one variant index in ``[0, n_variants)`` per block and
+        ``placement`` (if given) one processor index in ``[0, n_lanes)`` per block. Length and range checks
+        only: cheap enough for the loops of the optimizer and the estimator."""
+        K = self.lat_ms.shape[0]
+        if len(stitch) != K or (placement is not None and len(placement) != K):
+            raise ValueError(f"task {self.name!r} has {K} blocks: stitch and placement need one entry each, got stitch "
+                             f"{tuple(stitch)}" + ("" if placement is None else f" and placement {tuple(placement)}"))
+        V = self.lat_ms.shape[1]
+        for v in stitch:
+            if not (isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and 0 <= v < V):
+                raise ValueError(f"task {self.name!r}: stitch {tuple(stitch)} out of range: variant indices are "
+                                 f"integers in [0, {V}), got {v!r}")
+        if placement is not None:
+            P = self.lat_ms.shape[2]
+            for p in placement:
+                if not (isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_)) and 0 <= p < P):
+                    raise ValueError(f"task {self.name!r}: placement {tuple(placement)} out of range: processor "
+                                     f"indices are integers in [0, {P}), got {p!r}")
+
     def index(self, stitch: Sequence[int]) -> int:
+        """Index of a stitched variant (validated, :meth:`check`) in the ``V ** K`` tables."""
+        self.check(stitch)
         i = 0
         for v in stitch:
             i = i * self.n_variants + int(v)
         return i
 
     def stitch_of(self, index: int) -> tuple[int, ...]:
+        if not (isinstance(index, (int, np.integer)) and 0 <= index < self.n_variants ** self.n_blocks):
+            raise ValueError(f"task {self.name!r}: stitched-variant index {index!r} out of range "
+                             f"[0, {self.n_variants ** self.n_blocks})")
         out = []
         for _ in range(self.n_blocks):
             index, r = divmod(int(index), self.n_variants)
@@ -123,6 +150,7 @@ class LoomTask:
     def stages(self, stitch: Sequence[int], placement: Sequence[int]) -> list[tuple[int, float, float]]:
         """Per block: (lane, transfer ms before it, adapter + block ms on its lane) when run alone; the
         output's adapter and hand-back to lane 0 are in a last entry ``(-1, transfer, adapter)``."""
+        self.check(stitch, placement)
         out = []
         loc, dtype = 0, "float32"
         for k, (v, lane) in enumerate(zip(stitch, placement)):
@@ -155,6 +183,7 @@ class LoomTask:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        self.check(self.uniform(0), placement)
         K, V = self.n_blocks, self.n_variants
         # prefix by prefix: a prefix's output dtype is that of its last block (index % V)
         lat = np.zeros(1)
@@ -215,7 +244,8 @@ class Catalog:
 
 def _read(path: Path) -> Any:
     if not path.is_file():
-        raise FileNotFoundError(f"SparseLoom table {path} is missing; regenerate with `sparoa loom build`")
+        raise FileNotFoundError(f"SparseLoom table {path} is missing; regenerate with `sparoa loom build` "
+                                f"(it writes the tables of profiles {', '.join(PROFILES)})")
     return json.loads(path.read_text())
 
 
@@ -232,6 +262,9 @@ def load_catalog(profile: str = "orin-agx", mode: str | None = None, *, tasks: S
                  data_dir: Path = DATA_DIR) -> Catalog:
     """The loom tables of ``profile`` (a shipped profile name) at power ``mode`` (default: the profile's)."""
     prof = load_profile(profile)
+    if prof.name not in PROFILES and not (Path(data_dir) / f"costs-{prof.name}.json").is_file():
+        raise ValueError(f"profile {prof.name!r} has no SparseLoom cost tables: `sparoa loom build` writes them for "
+                         f"{', '.join(PROFILES)} only (SparseLoom-Orin-v0, SparseLoom-CoreUltra-v0)")
     mode = mode or prof.default_power_mode
     prof.mode(mode)  # raises naming the valid modes
     blocks, costs, accs = _load_raw(prof.name, str(data_dir))

@@ -165,8 +165,9 @@ class SparseLoomEnv(gym.Env):
         if self.sim is None or self.sim.pending is None:
             raise RuntimeError("no request is waiting: call reset() first (or after the episode ended)")
         a = np.asarray(action)
-        if a.shape != (2,) or not np.all(np.isfinite(a.astype(float))):
-            raise ValueError(f"action must be two finite integers (menu entry, pipeline), shape (2,), got {action!r}")
+        if a.shape != (2,) or a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+            raise ValueError(f"action must be two finite integers (menu entry, pipeline), shape (2,), got {action!r} "
+                             "(non-integer values are rejected, not rounded)")
         m, p = int(a[0]), int(a[1])
         if not (0 <= m < self.menu_size and 0 <= p < len(self.placements)):
             raise ValueError(f"action {action!r} outside {self.action_space}")

@@ -138,18 +138,36 @@ def all_stitches(task: LoomTask) -> np.ndarray:
 @dataclass(frozen=True)
 class EstimatorReport:
     task: str
-    n_train: int
-    n_test: int
+    n_train: int           # accuracy: stitched variants measured to fit it (the uniform ones included)
+    n_test: int            # accuracy: held-out stitched variants scored
     acc_mae_pp: float
     acc_p90_pp: float
     acc_rank_spearman: float
     lat_mape_pct: float
     lat_p90_pct: float
+    lat_n_train: int = 0   # latency: (stitched variant, pipeline) samples fitted on
+    lat_n_test: int = 0    # latency: samples scored
+
+
+def train_range(task: LoomTask) -> tuple[int, int]:
+    """Valid ``n_train``: at least the ``V`` uniform variants (always measured), at most all stitched variants
+    but 2, so that at least 2 are held out for the error and the rank correlation."""
+    return task.n_variants, task.n_variants ** task.n_blocks - 2
+
+
+def check_n_train(task: LoomTask, n_train: Any, what: str = "n_train") -> int:
+    lo, hi = train_range(task)
+    if isinstance(n_train, bool) or not isinstance(n_train, (int, np.integer)) or not lo <= n_train <= hi:
+        raise ValueError(f"{what} must be an integer in [{lo}, {hi}] for task {task.name!r} (the {lo} uniform "
+                         f"variants are always measured; at least 2 of its {hi + 2} stitched variants stay held "
+                         f"out), got {n_train!r}")
+    return int(n_train)
 
 
 def fit_accuracy_estimator(task: LoomTask, *, n_train: int = 300, seed: int = 0) -> tuple[AccuracyEstimator, np.ndarray]:
     """Estimator trained on ``n_train`` random stitched variants (plus the uniform ones); returns it and the
-    training indices."""
+    training indices. ``n_train`` in :func:`train_range`."""
+    n_train = check_n_train(task, n_train)
     rng = np.random.default_rng(seed)
     N = task.n_variants ** task.n_blocks
     uniform = [task.index(task.uniform(v)) for v in range(task.n_variants)]
@@ -161,7 +179,13 @@ def fit_accuracy_estimator(task: LoomTask, *, n_train: int = 300, seed: int = 0)
 
 
 def evaluate_estimator(task: LoomTask, *, n_train: int = 300, n_test: int = 2000, seed: int = 0) -> EstimatorReport:
+    """Accuracy: fit on ``n_train`` measured stitched variants, scored on up to ``n_test`` others. Latency: fit
+    on ``n_train`` random (stitched variant, pipeline) samples, scored on ``n_test`` more."""
     from scipy.stats import spearmanr
+
+    n_train = check_n_train(task, n_train)
+    if isinstance(n_test, bool) or not isinstance(n_test, (int, np.integer)) or n_test < 2:
+        raise ValueError(f"n_test must be an integer >= 2, got {n_test!r}")
 
     from .catalog import pipelines
 
@@ -182,7 +206,7 @@ def evaluate_estimator(task: LoomTask, *, n_train: int = 300, n_test: int = 2000
     lp = lest.predict(S[idx[n_train:]], pls[pidx[n_train:]])
     lerr = np.abs(lp - lat[n_train:]) / lat[n_train:] * 100
     return EstimatorReport(task.name, len(train), len(test), float(err.mean()), float(np.percentile(err, 90)), rho,
-                           float(lerr.mean()), float(np.percentile(lerr, 90)))
+                           float(lerr.mean()), float(np.percentile(lerr, 90)), n_train, len(lerr))
 
 
 def profiling_time(task_name: str, *, n_train: int = 300, sample: int = 200, seed: int = 0) -> dict[str, float]:
@@ -194,6 +218,11 @@ def profiling_time(task_name: str, *, n_train: int = 300, sample: int = 200, see
     from . import stitch, tasks
     from .catalog import load_catalog
 
+    task = load_catalog("orin-agx", tasks=[task_name]).task(task_name)
+    n_train = check_n_train(task, n_train)
+    if n_train + task.n_blocks * (task.n_variants - 1) + 1 > task.n_variants ** task.n_blocks:
+        raise ValueError(f"n_train={n_train} plus the {task.n_blocks * (task.n_variants - 1) + 1} single-block "
+                         f"profiles exceeds the {task.n_variants ** task.n_blocks} stitched variants of {task_name!r}")
     model = tasks.load_trained(task_name)
     split = tasks.load_split(task_name)
     bank = stitch.BlockBank(model, split["x_train"])
@@ -217,7 +246,6 @@ def profiling_time(task_name: str, *, n_train: int = 300, sample: int = 200, see
         t_profile = measure(rng.choice(N, size=n_profile + n_train, replace=False))
     finally:
         torch.set_num_threads(threads)
-    task = load_catalog("orin-agx", tasks=[task_name]).task(task_name)
     t0 = time.perf_counter()
     est, _ = fit_accuracy_estimator(task, n_train=n_train, seed=seed)
     est.predict(all_stitches(task))

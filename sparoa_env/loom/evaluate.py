@@ -31,7 +31,7 @@ from .catalog import load_catalog
 from .policies import POLICIES, candidate_blocks, make_policy
 from .preloader import FullPreload, LRUCache, NoPreload, PinnedSet, hotness, select_hot
 from .sim import LoomSimulator
-from .workload import Workload, draw_requests, task_rates_per_s
+from .workload import Workload, draw_requests, equal_rate_per_s, task_rates_per_s
 
 __all__ = ["evaluate", "preloader_comparison", "EvalConfig", "estimated_accuracies"]
 
@@ -49,13 +49,38 @@ class EvalConfig:
     estimator_train: int = 300
     solver: str = "heuristic"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.profile, str):
+            raise ValueError(f"eval config: field 'profile' must be a profile name, got {self.profile!r}")
+        if self.mode is not None and not isinstance(self.mode, str):
+            raise ValueError(f"eval config: field 'mode' must be a power mode name or None, got {self.mode!r}")
+        if not isinstance(self.workload, Workload):
+            raise ValueError(f"eval config: field 'workload' must be a Workload, got {self.workload!r}")
+        if not _finite_number(self.overload) or self.overload <= 0:
+            raise ValueError(f"eval config: field 'overload' must be a finite number > 0, got {self.overload!r}")
+        if self.budget_frac is not None and (not _finite_number(self.budget_frac) or not 0 <= self.budget_frac <= 1):
+            raise ValueError("eval config: field 'budget_frac' (share of SparseLoom's candidate blocks) must be None "
+                             f"or a number in [0, 1], got {self.budget_frac!r}")
+        if isinstance(self.estimator_train, bool) or not isinstance(self.estimator_train, int) or self.estimator_train < 1:
+            raise ValueError(f"eval config: field 'estimator_train' must be a positive integer, got {self.estimator_train!r}")
+        if self.solver not in ("heuristic", "milp"):
+            raise ValueError(f"eval config: field 'solver' must be 'heuristic' or 'milp', got {self.solver!r}")
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
 
 def estimated_accuracies(catalog: Any, names: list[str], n_train: int, seed: int,
                          margin: float = ACC_MARGIN) -> dict[str, np.ndarray]:
     """What SparseLoom believes of every stitched variant's accuracy: the measured value for the ``n_train``
     variants it profiled to fit the estimator, the estimate minus ``margin`` (about the estimator's mean
     error, ``sparoa loom estimator``) for the others, so that picking the cheapest variant whose belief meets
-    an accuracy SLO does not systematically pick the ones the estimator overrates."""
+    an accuracy SLO does not systematically pick the ones the estimator overrates.
+
+    The estimates are regression scores on accuracy's scale, not clipped to [0, 1]: a few can exceed 1 (up to
+    about 1.04 for ``cancer-mlp``). Only their order and their comparison with SLOs (all below 1) matter;
+    clipping would tie the top estimates and change the Pareto candidates SparseLoom plans with."""
     from .estimator import all_stitches, fit_accuracy_estimator
 
     out = {}
@@ -226,9 +251,9 @@ def solver_comparison(cfg: EvalConfig = EvalConfig(), *, seed: int = 0, sizes: t
     for n in sizes:
         names = [w.tasks[i % len(w.tasks)] for i in range(n)]
         for i in range(instances):
-            rates = task_rates_per_s(catalog, replace(w, tasks=tuple(names)))
+            rate = equal_rate_per_s(catalog, names, w)  # names may repeat a task (a Workload may not)
             # distinct keys for repeated tasks
-            keyed = {f"{nm}#{j}": rates[nm] for j, nm in enumerate(names)}
+            keyed = {f"{nm}#{j}": rate for j, nm in enumerate(names)}
             pol = _keyed_policy(catalog, keyed, est, max_stitches, cfg.solver)
             for key in pol.names:
                 states = _slo_states(catalog, w, key.split("#")[0])

@@ -49,11 +49,59 @@ class Problem:
     guard: float = 0.2
 
     def __post_init__(self) -> None:
-        if not (len(self.rates) == len(self.busy) == len(self.lat) == len(self.acc_bad) == len(self.slo_ms)):
-            raise ValueError("problem: rates, busy, lat, acc_bad and slo_ms need one entry per task")
-        for t, (b, v) in enumerate(zip(self.busy, self.lat)):
-            if b.ndim != 2 or len(b) == 0 or len(b) != len(v) or len(v) != len(self.acc_bad[t]):
-                raise ValueError(f"problem: task {t} needs at least one candidate with busy (C, P), lat and acc_bad (C,)")
+        """Validate and convert (lists become arrays): ``ValueError`` naming the field and the task."""
+        def arr(name: str, value: object, ndim: int, dtype: type = float) -> np.ndarray:
+            try:
+                a = np.asarray(value, dtype=dtype if dtype is float else None)
+                if dtype is bool and a.dtype != bool:  # 0 / 1 numbers only, nothing else counts as a flag
+                    if a.size and not np.all((a == 0) | (a == 1)):
+                        raise ValueError
+                    a = a.astype(bool)
+            except (TypeError, ValueError):
+                what = "True / False (or 0 / 1)" if dtype is bool else "numbers"
+                raise ValueError(f"problem: {name} must be a {ndim}-D array of {what}, got {value!r}") from None
+            if a.ndim != ndim:
+                raise ValueError(f"problem: {name} must be {ndim}-D, got shape {a.shape}")
+            if dtype is float and not np.all(np.isfinite(a)):
+                raise ValueError(f"problem: {name} must be finite, got {value!r}")
+            return a
+
+        for name in ("busy", "lat", "acc_bad"):
+            if isinstance(getattr(self, name), (np.ndarray, str)) or not isinstance(getattr(self, name), Sequence):
+                raise ValueError(f"problem: {name} must be a list / tuple with one array per task")
+        rates = arr("rates", self.rates, 1)
+        slo = arr("slo_ms", self.slo_ms, 1)
+        if not (len(rates) == len(self.busy) == len(self.lat) == len(self.acc_bad) == len(slo)) or len(rates) == 0:
+            raise ValueError("problem: rates, busy, lat, acc_bad and slo_ms need one entry per task (at least one task)")
+        if np.any(rates < 0) or rates.sum() <= 0:
+            raise ValueError(f"problem: rates (requests per ms) must be >= 0 with a positive sum, got {rates.tolist()}")
+        if np.any(slo <= 0):
+            raise ValueError(f"problem: slo_ms must be > 0, got {slo.tolist()}")
+        if isinstance(self.guard, bool) or not isinstance(self.guard, (int, float)) or not np.isfinite(self.guard) \
+                or self.guard < 0:
+            raise ValueError(f"problem: guard must be a finite number >= 0, got {self.guard!r}")
+        busy, lat, bad = [], [], []
+        for t in range(len(rates)):
+            b = arr(f"busy[{t}]", self.busy[t], 2)
+            v = arr(f"lat[{t}]", self.lat[t], 1)
+            a = arr(f"acc_bad[{t}]", self.acc_bad[t], 1, bool)
+            if len(b) == 0 or not (len(b) == len(v) == len(a)):
+                raise ValueError(f"problem: task {t} needs at least one candidate with busy (C, P), lat and acc_bad "
+                                 f"(C,), got shapes {b.shape}, {v.shape}, {a.shape}")
+            P = busy[0].shape[1] if busy else b.shape[1]
+            if b.shape[1] != P or P == 0:
+                raise ValueError(f"problem: busy[{t}] has {b.shape[1]} processor columns, busy[0] {P}: every task "
+                                 "needs the same number of processors P >= 1")
+            if np.any(b < 0) or np.any(v < 0):
+                raise ValueError(f"problem: task {t}: busy and lat must be >= 0 ms")
+            busy.append(b)
+            lat.append(v)
+            bad.append(a)
+        object.__setattr__(self, "rates", rates)
+        object.__setattr__(self, "slo_ms", slo)
+        object.__setattr__(self, "busy", tuple(busy))
+        object.__setattr__(self, "lat", tuple(lat))
+        object.__setattr__(self, "acc_bad", tuple(bad))
 
     @property
     def weights(self) -> np.ndarray:

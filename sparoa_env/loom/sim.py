@@ -131,12 +131,10 @@ class LoomSimulator:
             raise RuntimeError("no request is waiting for a decision")
         req = self.pending
         task = self.catalog.task(req.task)
+        stitch, placement = tuple(stitch), tuple(placement)
+        task.check(stitch, placement)  # one in-range integer per block, else ValueError
         stitch = tuple(int(v) for v in stitch)
         placement = tuple(int(p) for p in placement)
-        if len(stitch) != task.n_blocks or len(placement) != task.n_blocks:
-            raise ValueError(f"task {req.task!r} has {task.n_blocks} blocks: stitch and placement need one entry each")
-        if not all(0 <= v < task.n_variants for v in stitch) or not all(0 <= p < self.P for p in placement):
-            raise ValueError(f"stitch {stitch} or placement {placement} out of range")
         rec = RequestRecord(req, stitch, placement, task.acc(stitch), start_ms=self.env.now, ready_ms=self.env.now)
         self.records.append(rec)
         self.in_flight[req.id] = rec

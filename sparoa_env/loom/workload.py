@@ -9,6 +9,7 @@ of ``accuracy_drops``. A request is judged against the SLO in force when it arri
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,18 +33,38 @@ class Workload:
     background: str = "dynamic"
 
     def __post_init__(self) -> None:
+        if isinstance(self.tasks, str) or not isinstance(self.tasks, (tuple, list)):
+            raise ValueError(f"workload: field 'tasks' must be a list of task names, got {self.tasks!r}")
         if not self.tasks:
             raise ValueError("workload: tasks must name at least one task")
+        seen: set[str] = set()
+        for t in self.tasks:
+            if not isinstance(t, str):
+                raise ValueError(f"workload: field 'tasks' must hold task names (strings), got {t!r}")
+            if t in seen:
+                raise ValueError(f"workload: duplicate task {t!r} in tasks {list(self.tasks)}")
+            seen.add(t)
         for name in ("rate_scale", "utilisation", "slo_period_ms", "load_gbps"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v <= 0:
+            if not _is_real(v) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"workload: field {name!r} must be a finite number > 0, got {v!r}")
         if isinstance(self.n_requests, bool) or not isinstance(self.n_requests, int) or self.n_requests < 1:
             raise ValueError(f"workload: field 'n_requests' must be a positive integer, got {self.n_requests!r}")
-        if not self.latency_factors or min(self.latency_factors) <= 0:
-            raise ValueError("workload: latency_factors must be positive numbers")
-        if not self.accuracy_drops or min(self.accuracy_drops) < 0:
-            raise ValueError("workload: accuracy_drops must be numbers >= 0")
+        _check_numbers("latency_factors", self.latency_factors, "> 0", lambda x: x > 0)
+        _check_numbers("accuracy_drops", self.accuracy_drops, "in [0, 1)", lambda x: 0 <= x < 1)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_numbers(name: str, values: Any, rule: str, ok: Any) -> None:
+    """``values``: a non-empty list / tuple of finite numbers that satisfy ``ok`` (``rule`` in words)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)) or not values:
+        raise ValueError(f"workload: field {name!r} must be a non-empty list of finite numbers {rule}, got {values!r}")
+    for x in values:
+        if not _is_real(x) or not math.isfinite(x) or not ok(x):
+            raise ValueError(f"workload: field {name!r} must hold finite numbers {rule}, got {x!r} in {values!r}")
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -74,12 +95,31 @@ def reference_latency_ms(task: Any) -> float:
 def task_rates_per_s(catalog: Any, w: Workload) -> dict[str, float]:
     """Every task at the same rate, chosen so that the dense models on their fastest processors would keep
     one processor busy ``utilisation`` of the time; times ``rate_scale``."""
-    total_ms = sum(reference_latency_ms(catalog.task(t)) for t in w.tasks)
-    rate = w.rate_scale * w.utilisation * 1000.0 / total_ms
+    rate = equal_rate_per_s(catalog, w.tasks, w)
     return {t: rate for t in w.tasks}
 
 
+def equal_rate_per_s(catalog: Any, names: Any, w: Workload) -> float:
+    """The rate of :func:`task_rates_per_s` for the tasks ``names`` (repeats allowed: concurrent instances
+    of one task, as :func:`sparoa_env.loom.evaluate.solver_comparison` builds) under ``w``'s load."""
+    total_ms = sum(reference_latency_ms(catalog.task(t)) for t in names)
+    rate = w.rate_scale * w.utilisation * 1000.0 / total_ms
+    if not (math.isfinite(rate) and rate > 0 and math.isfinite(1000.0 / (rate * len(names)))):
+        raise ValueError(f"workload: rate_scale={w.rate_scale!r} and utilisation={w.utilisation!r} give a request "
+                         f"rate of {rate!r} per s per task, which is not a usable finite positive rate")
+    return rate
+
+
+#: SLO changes drawn one by one per task at most (expected number over the stream): beyond it (an SLO period
+#: far shorter than the gaps between requests) :func:`draw_requests` draws only what requests can observe
+MAX_SLO_CHANGES = 10_000
+
+
 def draw_requests(catalog: Any, w: Workload, rng: np.random.Generator) -> list[Request]:
+    """The request stream of ``w`` (module docstring). Cost: O(requests + SLO changes), with the SLO changes
+    drawn one by one only while fewer than :data:`MAX_SLO_CHANGES` are expected per task; beyond that only
+    whether at least one change happened between a task's consecutive requests is drawn (probability
+    ``1 - exp(-gap / slo_period_ms)``, the same distribution, since the changes form a Poisson process)."""
     rates = task_rates_per_s(catalog, w)
     total = sum(rates.values())
     names = list(w.tasks)
@@ -89,24 +129,37 @@ def draw_requests(catalog: Any, w: Workload, rng: np.random.Generator) -> list[R
     arrivals = np.cumsum(gaps)
     which = rng.choice(len(names), size=w.n_requests, p=probs)
     horizon = float(arrivals[-1]) + 1.0
-    slo: dict[str, list[tuple[float, float, float | None]]] = {}
-    for t in names:
+    one_by_one = horizon / w.slo_period_ms <= MAX_SLO_CHANGES
+    lat_of = np.empty(w.n_requests)
+    acc_of: list[float | None] = [None] * w.n_requests
+    for j, t in enumerate(names):
         task = catalog.task(t)
         ref = reference_latency_ms(task)
         dense_acc = task.acc(task.uniform(0))
-        now, changes = 0.0, []
-        while now < horizon:
-            lat = ref * float(rng.choice(w.latency_factors))
-            acc = None if dense_acc is None else dense_acc - float(rng.choice(w.accuracy_drops)) - 1e-9
-            changes.append((now, lat, acc))
-            now += float(rng.exponential(w.slo_period_ms))
-        slo[t] = changes
-    out = []
-    for i, (a, j) in enumerate(zip(arrivals.tolist(), which.tolist())):
-        t = names[j]
-        cur = [c for c in slo[t] if c[0] <= a][-1]
-        out.append(Request(i, t, a, cur[1], cur[2]))
-    return out
+        mine = np.flatnonzero(which == j)
+        if one_by_one:
+            now, times, lats, accs = 0.0, [], [], []
+            while now < horizon:
+                lats.append(ref * float(rng.choice(w.latency_factors)))
+                accs.append(None if dense_acc is None else dense_acc - float(rng.choice(w.accuracy_drops)) - 1e-9)
+                times.append(now)
+                now += float(rng.exponential(w.slo_period_ms))
+            # the SLO in force at an arrival: the last change at or before it
+            cur = np.searchsorted(np.asarray(times), arrivals[mine], side="right") - 1
+        else:
+            change = np.ones(len(mine), dtype=bool)
+            if len(mine) > 1:
+                change[1:] = rng.random(len(mine) - 1) < -np.expm1(-np.diff(arrivals[mine]) / w.slo_period_ms)
+            n = int(change.sum())
+            lats = [ref * float(f) for f in rng.choice(w.latency_factors, size=n)]
+            accs = ([None] * n if dense_acc is None else
+                    [dense_acc - float(d) - 1e-9 for d in rng.choice(w.accuracy_drops, size=n)])
+            cur = np.cumsum(change) - 1
+        for i, c in zip(mine.tolist(), cur.tolist()):
+            lat_of[i] = lats[c]
+            acc_of[i] = accs[c]
+    return [Request(i, names[j], a, float(lat_of[i]), acc_of[i])
+            for i, (a, j) in enumerate(zip(arrivals.tolist(), which.tolist()))]
 
 
 def slo_at(requests: list[Request], task: str, now_ms: float) -> tuple[float, float | None] | None:
