@@ -73,6 +73,26 @@ def _stats(episodes: list[EpisodeResult]) -> dict[str, float]:
             "requests": int(lat.size), "decision_us_mean": float(sum(e.decision_s for e in episodes) / decisions * 1e6)}
 
 
+def transfer_note(policy_cfg: dict[str, Any] | None, env_id: str, env_kwargs: dict[str, Any]) -> str | None:
+    """A note when a policy runs on another SoC profile than the one it was trained on (it was not trained
+    for that hardware, and its placements there are usually poor); None otherwise (same profile, e.g. a
+    sim-trained Host policy on the Host hw env)."""
+    if not policy_cfg:
+        return None
+    from sparoa_env.envs import SPAROA_HW_IDS, SPAROA_IDS
+
+    def profile_of(eid: str, kw: dict[str, Any]) -> str:
+        p = kw.get("profile", {**SPAROA_IDS, **SPAROA_HW_IDS}.get(eid, {}).get("profile", "?"))
+        return p if isinstance(p, str) else getattr(p, "name", "?")
+
+    trained = profile_of(policy_cfg.get("env_id", ""), policy_cfg.get("env_kwargs", {}))
+    now = profile_of(env_id, env_kwargs)
+    if trained == now:
+        return None
+    return (f"note: the policy was trained on {policy_cfg.get('env_id')} (profile {trained}) and runs here on "
+            f"{env_id} (profile {now}): another SoC than it was trained for")
+
+
 def evaluation_env_kwargs(policy_cfg: dict[str, Any] | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """The policy's training kwargs (if any), updated with ``--set`` overrides."""
     kw = dict(policy_cfg.get("env_kwargs", {})) if policy_cfg else {}

@@ -345,3 +345,15 @@ def test_cli_demo_expert_and_dagger_options():
     assert (d.demo_expert, d.dagger_rounds, d.dagger_bc_steps) == ("state", 2, None)
     with pytest.raises(ValueError, match="demo_expert"):
         Args(demo_expert="x")
+
+
+def test_transfer_note_only_when_the_soc_profile_changes():
+    from agents.evaluate import transfer_note
+
+    cfg = {"env_id": "SparOA-Host-v0", "env_kwargs": {"model": "resnet18"}}
+    assert transfer_note(cfg, "SparOA-Host-hw-v0", {}) is None          # sim -> real on the same profile
+    assert transfer_note(cfg, "SparOA-Host-v0", {"profile": "host"}) is None
+    assert transfer_note(None, "SparOA-Orin-v0", {}) is None
+    note = transfer_note(cfg, "SparOA-Orin-v0", {})
+    assert note and "trained on SparOA-Host-v0 (profile host)" in note and "(profile orin-agx)" in note
+    assert "profile intel-core-ultra" in transfer_note(cfg, "SparOA-Host-v0", {"profile": "intel-core-ultra"})

@@ -29,7 +29,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agents.config import parse_set
-    from agents.evaluate import evaluate, evaluation_env_kwargs, format_table, to_json
+    import sys
+
+    from agents.evaluate import evaluate, evaluation_env_kwargs, format_table, to_json, transfer_note
 
     policies = []
     cfg = None
@@ -41,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
         policies.append(pol)
     env_id = args.env or (cfg["env_id"] if cfg else "SparOA-Orin-v0")
     kwargs = evaluation_env_kwargs(cfg, parse_set(args.set))
+    note = transfer_note(cfg, env_id, kwargs)
+    if note:
+        print(note, file=sys.stderr)
     result = evaluate(env_id, kwargs, policies=policies, baselines=args.baselines, episodes=args.episodes,
                       seed=args.seed, oracle=not args.no_oracle)
     print(to_json(result) if args.json else format_table(result))

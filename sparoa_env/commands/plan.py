@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     import sparoa_env.envs  # noqa: F401
     from agents.config import parse_set
-    from agents.evaluate import evaluation_env_kwargs, run_episode
+    from agents.evaluate import evaluation_env_kwargs, run_episode, transfer_note
     from agents.policy import load_policy
     from sparoa_env.plan import Plan
 
@@ -39,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
     pol = load_policy(args.policy)
     env_id = args.env or pol.config["env_id"]
     kwargs = evaluation_env_kwargs(pol.config, parse_set(args.set))
+    note = transfer_note(pol.config, env_id, kwargs)
+    if note:
+        import sys
+
+        print(note, file=sys.stderr)
     from sparoa_env.envs import require_sparoa_id
 
     env = gym.make(require_sparoa_id(env_id), **kwargs)
