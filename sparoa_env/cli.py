@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from sparoa_env.commands import seed_int
+
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "graph": ("sparoa_env.commands.graph", "extract a model's operator graph (rho, I, FLOPs, bytes); table, JSON or rho-I plot"),
@@ -45,17 +47,6 @@ def _register(module: str, parser: argparse.ArgumentParser) -> None:
     # Argument definitions are cheap to import: each command module keeps its heavy imports inside run().
     importlib.import_module(module).register(parser)
     _seeds_are_non_negative(parser)
-
-
-def seed_int(text: str) -> int:
-    """argparse type of every ``--seed``: numpy and gymnasium take non-negative seeds only."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}")
-    return value
 
 
 def _seeds_are_non_negative(parser: argparse.ArgumentParser) -> None:

@@ -11,24 +11,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sparoa_env.commands import positive_int
 from sparoa_env.graph import OpGraph
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL",
                         help="zoo name (e.g. mobilenet_v3_small, resnet50@unstructured-0.9), a path to an OpGraph "
                              ".json, or path/to/file.py:function returning (module, example_inputs)")
-    parser.add_argument("--batch", type=_positive_int, default=None,
+    parser.add_argument("--batch", type=positive_int, default=None,
                         help="batch size (default: the shipped graph's, 1 for zoo models)")
     parser.add_argument("--json", action="store_true", help="print the OpGraph as JSON instead of a table")
     parser.add_argument("--plot", metavar="FILE", default=None,
