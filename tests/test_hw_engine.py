@@ -395,6 +395,56 @@ def test_serve_with_dynamic_batching_returns_every_output(model):
             eng.serve(2, max_batch=0)
 
 
+class BatchMean(torch.nn.Module):
+    """Its output mixes the samples of a batch (a mean over dim 0 too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return (self.l(x) ** 2).mean()
+
+
+class BatchOnDim1(torch.nn.Module):
+    """Batch in, batch on dim 1 out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.l(x).transpose(0, 1).contiguous()
+
+
+@pytest.mark.parametrize("make, shape", [(lambda: (BatchMean(), (torch.randn(1, 4),)), "alone [], from the batch []"),
+                                         (lambda: (BatchOnDim1(), (torch.randn(1, 2, 3),)),
+                                          "alone [2, 1, 3], from the batch [1, 2, 3]")])
+def test_batching_is_refused_where_it_would_give_wrong_outputs(make, shape):
+    """Splitting a batch's outputs along dim 0 used to hand every request the batch's mean, or the wrong slice."""
+    torch.manual_seed(0)
+    m, x = make()
+    m.eval()
+    prog = Program(m, x)
+    with HybridEngine(m, x, {g: "cpu" for g in prog.group_names}, program=prog) as eng:
+        with pytest.raises(ValueError, match="dynamic batching .* does not fit this model") as e:
+            eng.serve(4, max_batch=2, return_outputs=True, warmup=1)
+        assert shape in str(e.value) and "Serve it with max_batch=1" in str(e.value)
+        assert eng.serve(2, max_batch=1, warmup=1).completed == 2
+
+
+def test_inputs_of_another_shape_or_dtype_are_refused(model):
+    """The program is exported for the example inputs' shapes: other shapes used to run and return wrong values."""
+    m, x, prog = model
+    with HybridEngine(m, x, {g: "cpu" for g in prog.group_names}, program=prog) as eng:
+        with pytest.raises(ValueError, match=r"input 0: expected float32\[1, 3, 12, 12\] like the example inputs, "
+                                             r"got float32\[2, 3, 12, 12\]"):
+            eng(torch.randn(2, 3, 12, 12), torch.randn(2, 5))
+        with pytest.raises(ValueError, match=r"input 1: expected float32\[1, 5\] like the example inputs, got float64"):
+            eng(x[0], x[1].double())
+        assert_same(eng(*x), m(*x))
+
+
 @needs_two_cores
 def test_serve_on_two_lanes_returns_every_output(model):
     m, x, prog = model

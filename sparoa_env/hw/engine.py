@@ -942,8 +942,46 @@ class HybridEngine:
                                    inference_mode=self.inference_mode, spin_us=self.spin_us, caller_runs=self.caller_runs)
             except PlanError as e:
                 raise PlanError(f"at batch x{factor} the exported graph has other op names than the plan's: {e}") from None
+            try:
+                self._check_batching(eng, factor)
+            except Exception:
+                eng.close()
+                raise
             self._batch_engines[factor] = eng
         return eng
+
+    def _check_batching(self, eng: "HybridEngine", factor: int) -> None:
+        """Dynamic batching concatenates requests along dim 0 and splits the outputs along dim 0; that is only
+        right when the model treats dim 0 as independent samples. Checked once per factor: ``factor``
+        distinct variants of the example inputs (floats perturbed, integer and boolean values permuted) run
+        one at a time and as one batch must give the same outputs (rtol 1e-3). A model whose outputs mix
+        the samples (a mean over the batch), carry the batch on another dim, or draw random numbers fails."""
+        import torch
+
+        g = torch.Generator().manual_seed(factor)
+
+        def variant(t: Any) -> Any:
+            if not isinstance(t, torch.Tensor) or t.numel() == 0:
+                return t
+            if t.is_floating_point():
+                return t + 0.1 * torch.randn(t.shape, generator=g, dtype=t.dtype).to(t.device) * (t.abs().mean() + 1e-3)
+            flat = t.reshape(-1)
+            return flat[torch.randperm(flat.numel(), generator=g).to(t.device)].reshape(t.shape)
+
+        reqs = [tuple(variant(t) for t in self.example_inputs) for _ in range(factor)]
+        singles = [self(*r) for r in reqs]
+        parts = _unstack(eng(*_stack(reqs)), factor)
+        for j, (one, part) in enumerate(zip(singles, parts)):
+            a, b = torch.utils._pytree.tree_leaves(one), torch.utils._pytree.tree_leaves(part)
+            for k, (x, y) in enumerate(zip(a, b)):
+                if not _same_output(x, y):
+                    shape = lambda v: list(v.shape) if isinstance(v, torch.Tensor) else repr(v)  # noqa: E731
+                    raise ValueError(
+                        f"dynamic batching (max_batch >= {factor}) does not fit this model: output {k} of request {j} "
+                        f"differs when {factor} requests run as one batch concatenated along dim 0 (alone "
+                        f"{shape(x)}, from the batch {shape(y)}); the model must treat dim 0 of its inputs and "
+                        "outputs as independent samples (no reduction over the batch, batch on dim 0, no random "
+                        "ops). Serve it with max_batch=1")
 
     def serve(self, requests: Sequence[Sequence[Any]] | int, *, rate_per_s: float | None = None,
               arrivals_ms: Sequence[float] | None = None, max_batch: int = 1, max_wait_ms: float = 5.0,
@@ -1073,6 +1111,22 @@ def _stack(batch: Sequence[Sequence[Any]]) -> tuple:
         return tuple(batch[0])
     cols = list(zip(*batch))
     return tuple(torch.cat(c, 0) if isinstance(c[0], torch.Tensor) else c[0] for c in cols)
+
+
+def _same_output(x: Any, y: Any) -> bool:
+    """One output leaf of a request alone (``x``) and from a batch (``y``): equal shape and values (floats
+    within rtol 1e-3, atol 1e-5 of the output's scale; integers and booleans exactly), or equal constants."""
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        return not isinstance(y, torch.Tensor) and x == y
+    if not isinstance(y, torch.Tensor) or x.shape != y.shape or x.dtype != y.dtype:
+        return False
+    if not x.is_floating_point():
+        return bool(torch.equal(x, y))
+    xf, yf = x.float(), y.float()
+    scale = float(xf.abs().max()) if xf.numel() else 0.0
+    return bool(torch.allclose(xf, yf, rtol=1e-3, atol=1e-5 * (1.0 + scale)))
 
 
 def _unstack(out: Any, b: int) -> list[Any]:

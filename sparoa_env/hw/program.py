@@ -139,6 +139,9 @@ class Program:
         self.in_spec = ep.call_spec.in_spec
         n_user = len(self.user_inputs)
         self._flat_tensors = self.in_spec == torch.utils._pytree.tree_flatten(((torch.zeros(()),) * n_user, {}))[1]
+        # shape and dtype of each example input: the program is exported for exactly these (static shapes)
+        self._in_meta = [(tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else None
+                         for t in torch.utils._pytree.tree_leaves(tuple(self.example_inputs))]
         self.home_device = next((t.device for t in _tensor_leaves(list(self.example_inputs))), torch.device("cpu"))
 
         # liveness: a node is constant when it does not depend on a user input (and is not random)
@@ -323,20 +326,29 @@ class Program:
 
         n = len(self.user_inputs)
         if self._flat_tensors and len(inputs) == n and all(type(t) is torch.Tensor for t in inputs):
-            return list(inputs)  # the common case without the pytree walk (~9 us)
-        flat, spec = torch.utils._pytree.tree_flatten((tuple(inputs), {}))
-        if spec != self.in_spec:
-            flat2 = torch.utils._pytree.tree_leaves(tuple(inputs))
-            if len(flat2) != len(self.user_inputs):
-                raise ProgramError(f"expected inputs shaped like the example inputs ({len(self.user_inputs)} tensor(s)), "
-                                   f"got {len(flat2)}")
-            return flat2
+            flat = list(inputs)  # the common case without the pytree walk (~9 us)
+        else:
+            flat, spec = torch.utils._pytree.tree_flatten((tuple(inputs), {}))
+            if spec != self.in_spec:
+                flat = torch.utils._pytree.tree_leaves(tuple(inputs))
+                if len(flat) != len(self.user_inputs):
+                    raise ProgramError(f"expected inputs shaped like the example inputs ({len(self.user_inputs)} "
+                                       f"tensor(s)), got {len(flat)}")
+        for k, (v, m) in enumerate(zip(flat, self._in_meta)):
+            if m is not None and isinstance(v, torch.Tensor) and (v.dtype != m[1] or tuple(v.shape) != m[0]):
+                raise ProgramError(f"input {k}: expected {_meta_text(*m)} like the example inputs, got "
+                                   f"{_meta_text(tuple(v.shape), v.dtype)} (the program is exported for the example "
+                                   "inputs' shapes and dtypes; build an engine with example inputs of the new shape)")
         return flat
 
     def unflatten_outputs(self, flat: Sequence[Any]) -> Any:
         import torch
 
         return torch.utils._pytree.tree_unflatten(list(flat), self.out_spec)
+
+
+def _meta_text(shape: tuple, dtype: Any) -> str:
+    return f"{str(dtype).replace('torch.', '')}{list(shape)}"
 
 
 def _getattr_chain(obj: Any, target: str) -> Any:
