@@ -407,7 +407,10 @@ def fit_processor(d: FitData, *, min_type_rows: int = 3, fixed_parallel: float |
         p = fixed_parallel if not vary_p else _sigmoid(x[nk + 4])
         if fixed_parallel is None and not vary_p:
             p = _sigmoid(x0[nk + 4])
-        bw = float(math.exp(x[nk + 2]))
+        # the bandwidth has no upper bound in the solver (a bound changes trf's scaling, and with it the shipped
+        # fits); where the traces do not pin it (every op compute-bound) it can run off: read it capped at
+        # 100 TB/s, far above any SoC, instead of overflowing exp()
+        bw = float(math.exp(min(float(x[nk + 2]), _LOG_BW_CAP)))
         aux_default = float(math.exp(float(aux_w @ x[j_aux:j_cache]) if na else x[nk + 1]))
         return ProcessorFit(rates=rates, aux_rate=aux_default, half_mflop=float(math.exp(x[nk])),
                             bw_gbps=bw, overhead_ms=float(math.exp(x[nk + 3])),
@@ -528,6 +531,9 @@ def _perturb(x0: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(0)
     x = x + rng.normal(0, 0.5, size=len(x))
     return np.clip(x, lo + 1e-9, hi - 1e-9)
+
+
+_LOG_BW_CAP = math.log(1e5)  # GB/s
 
 
 def _logit(p: float) -> float:
@@ -678,7 +684,12 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
         per_core = max(per_core, r["flops"] / (r["latency_ms"] * 1e6) / S)  # GFLOP/s per core
     max_rate = max(list(f_cpu.rates.values()) + [f_cpu.aux_rate] + list(f_cpu.aux_rates.values())) / 1e6
     per_core = max(per_core, max_rate / 0.98)
-    dram = max(copy_bw if copy_bw == copy_bw else 0.0, f_cpu.bw_gbps)
+    # DRAM bandwidth: the copy micro-benchmark (required, _require_micro). A fitted effective bandwidth above it
+    # means the traces do not pin it (every op compute-bound): the lane gets the copy bandwidth, and the cache
+    # bandwidth keeps its fitted ratio to it
+    dram = copy_bw
+    bw_unpinned = f_cpu.bw_gbps > dram
+    cache_bw = f_cpu.cache_bw_gbps * (dram / f_cpu.bw_gbps if bw_unpinned else 1.0)
     dispatch_ms = _median(cpu_rows, kind="dispatch")
     launch_us = min([dispatch_ms * 1e3 if dispatch_ms == dispatch_ms else 0.0, f_cpu.overhead_ms * 1e3]
                     + [v * 1e3 for v in f_cpu.op_overheads.values()])
@@ -721,7 +732,7 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
             "half_efficiency_mflop": f_cpu.half_mflop, "op_efficiency": cpu_eff,
             "aux_efficiency": min(max(f_cpu.aux_rate / 1e6 / per_core, 1e-6), 1.0),
             "aux_op_efficiency": {k: min(max(v / 1e6 / per_core, 1e-6), 1.0) for k, v in f_cpu.aux_rates.items()},
-            "cache_mb": f_cpu.cache_bytes / 1e6, "cache_bw_gbps": f_cpu.cache_bw_gbps,
+            "cache_mb": f_cpu.cache_bytes / 1e6, "cache_bw_gbps": cache_bw,
             "sparsity": curves,
             "static_power_w": 2.0, "dynamic_power_w": 8.0 * ncores, "power_freq_exponent": 2.5,
             "sources": {
@@ -741,7 +752,9 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
                                         if len(thread_counts) > 1 else
                                         f"assumption: traces at {thread_counts[0]} thread(s) only; every op is "
                                         "given the full Amdahl speedup (0)"),
-                "mem_bw_frac": src_fit + ", over the large-copy DRAM bandwidth (bounded below by half of it)",
+                "mem_bw_frac": src_fit + ", over the large-copy DRAM bandwidth (bounded below by half of it)"
+                               + ("; the traces did not pin it (fitted above the copy bandwidth): set to 1"
+                                  if bw_unpinned else ""),
                 "launch_overhead_us": f"[{ref}] dispatch micro-benchmark: host time of a tiny op from compiled code",
                 "fixed_overhead_us": src_fit + ": the fitted per-op overhead minus the dispatch cost",
                 **({"op_fixed_overhead_us": src_fit + ": the fitted per-op overhead of each FLOP-bearing op class "

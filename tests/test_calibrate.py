@@ -777,3 +777,23 @@ def test_identity_fit_recovers_the_conv_weight_term(truth):
     assert "conv_weight_us_per_kb" not in zero.to_dict()["processors"][0]
     z = CostModel(zero).op_costs(g, prof.default_power_mode)
     assert np.array_equal(a.fixed_ms, z.fixed_ms) and np.array_equal(a.compute_ms, z.compute_ms)
+
+
+def test_a_trace_that_does_not_pin_the_bandwidth_calibrates():
+    """tests/data/unpinned-bandwidth.parquet: measured on the 2-core VM (sparoa profile of a tiny
+    Conv2d(3,8)-ReLU-mean-Linear net at 12x12, --threads 1,2, on a loaded machine); every op is compute-bound,
+    so nothing pins the memory bandwidth. The fit used to run it off until exp() overflowed (a raw
+    OverflowError); now the lane gets the measured copy bandwidth and the source says so."""
+    from pathlib import Path
+
+    from sparoa_env.traces import read_traces
+
+    path = Path(__file__).parent / "data" / "unpinned-bandwidth.parquet"
+    df = read_traces([path])
+    res = calibrate(df, name="unpinned", trace_files=[str(path)])
+    copy = df[(df["kind"] == "peak") & (df["op_type"] == "aten.copy")]
+    copy_bw = float(((copy["bytes_in"] + copy["bytes_out"]) / (copy["latency_ms"] * 1e6)).max())
+    assert res.profile.memory.dram_bw_gbps == pytest.approx(copy_bw)
+    cpu = res.profile.processors[0]
+    assert cpu.mem_bw_frac == 1.0 and "did not pin it" in cpu.sources["mem_bw_frac"]
+    assert np.isfinite(cpu.cache_bw_gbps) and cpu.cache_bw_gbps <= 100 * copy_bw * 1.0001
