@@ -105,6 +105,15 @@ def test_cli_errors_name_the_bad_input(argv, needle, capsys):
     assert err.startswith("sparoa deploy: error:") and needle in err
 
 
+def test_cli_refuses_an_out_with_a_deploy_run(tmp_path, capsys):
+    (tmp_path / "plan_1.json").write_text("{}")                  # a plan of an earlier run, no deploy.json
+    assert cli.main(["deploy", "mobilenet_v3_small", "--out", str(tmp_path), "--requests", "2"]) == 2
+    assert f"{tmp_path} holds a deploy run already (plan_1.json); pass --force" in capsys.readouterr().err
+    assert (tmp_path / "plan_1.json").read_text() == "{}"
+    assert cli.main(["deploy", "mobilenet_v3_small", "--rate", "-3"]) == 2
+    assert "--rate must be >= 0" in capsys.readouterr().err
+
+
 def test_cli_refuses_a_directory_that_is_not_a_policy(tmp_path, capsys):
     assert cli.main(["deploy", "mobilenet_v3_small", "--policy", str(tmp_path)]) == 2
     assert "config.json is missing" in capsys.readouterr().err

@@ -46,17 +46,22 @@ def run(args: argparse.Namespace) -> int:
     if not policy.is_dir():
         raise FileNotFoundError(f"--policy {policy}: no such directory (a policy directory holds config.json and policy.pt)")
     load_config(policy)  # a clear error for a directory that is not a policy, before the model is built
+    if args.rate is not None and (args.rate < 0 or args.rate != args.rate):
+        raise ValueError(f"--rate must be >= 0 requests/s (0: all queued at t=0), got {args.rate}")
     out_dir = None
     if args.out:
         out_dir = Path(args.out)
-        if (out_dir / "deploy.json").exists() and not args.force:
-            raise ValueError(f"{out_dir / 'deploy.json'} exists; pass --force to overwrite it")
+        there = sorted(p.name for p in [out_dir / "deploy.json", *out_dir.glob("plan_*.json")] if p.exists())
+        if there and not args.force:
+            raise ValueError(f"{out_dir} holds a deploy run already ({', '.join(there)}); pass --force to overwrite it")
     res = deploy(args.model, policy, device_map=args.device_map, requests=args.requests,
                  rate=args.rate if args.rate and args.rate > 0 else None, inject=args.inject, replan=not args.fixed,
                  seed=args.seed, hysteresis=args.hysteresis, persist=args.persist, interval_ms=args.interval_ms,
                  progress=None if args.json else print)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.glob("plan_*.json"):  # --force: the earlier run's plans go with its deploy.json
+            stale.unlink()
         (out_dir / "deploy.json").write_text(dumps({k: v for k, v in res.items() if k != "plan_json"}, indent=1) + "\n")
         for k, plan in enumerate(res["plan_json"]):
             (out_dir / f"plan_{k}.json").write_text(dumps(plan, indent=1) + "\n")

@@ -18,7 +18,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-map", default=None, metavar="MAP",
                         help="processor -> device, 'cpu=cpu;gpu=cuda:0' (default) or two core groups "
                              "'cpu=cpu:0;gpu=cpu:1', or JSON; device syntax: cpu, cpu:0-3, cpu:0,2, cpu:0-3@2, cuda:N")
-    parser.add_argument("--processors", default="cpu,gpu", help="processor names in lane order (default cpu,gpu)")
+    parser.add_argument("--processors", default=None,
+                        help="processor names in lane order (default: cpu,gpu, or the processors of the profile "
+                             "the plan was made for, e.g. cpu0,cpu1 for a SparOA-Host-v0 plan)")
     parser.add_argument("--batch", type=int, default=None, help="batch size of one request (default: the plan's)")
     parser.add_argument("--repeats", type=int, default=20, help="timed single-request runs (default 20)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
@@ -43,20 +45,25 @@ def run(args: argparse.Namespace) -> int:
     from ..hw.engine import HybridEngine
     from ..hw.timing import measure
 
-    processors = tuple(p.strip() for p in args.processors.split(",") if p.strip())
-    if len(processors) < 1:
-        raise ValueError("--processors needs at least one name")
-    for name, v in (("--repeats", args.repeats), ("--requests", args.requests + 1), ("--max-batch", args.max_batch)):
+    for name, v in (("--repeats", args.repeats), ("--requests", args.requests + 1), ("--max-batch", args.max_batch),
+                    ("--batch", 1 if args.batch is None else args.batch)):
         if v < 1:
             raise ValueError(f"{name} must be positive")
+    if args.rate is not None and not args.rate > 0:
+        raise ValueError(f"--rate must be > 0 requests/s (leave it out to queue every request at t=0), got {args.rate}")
     plan_arg: Any = args.plan
+    plan = None if plan_arg.startswith("all:") else Plan.load(plan_arg)
+    device_map = args.device_map
+    if args.processors is not None:
+        processors = tuple(p.strip() for p in args.processors.split(",") if p.strip())
+        if len(processors) < 1:
+            raise ValueError("--processors needs at least one name")
+    else:
+        processors, device_map = _processors_for(plan, device_map)
     if plan_arg.startswith("all:"):
         proc = plan_arg[4:]
         if proc not in processors:
             raise ValueError(f"--plan {plan_arg}: unknown processor {proc!r}; processors: {', '.join(processors)}")
-        plan = None
-    else:
-        plan = Plan.load(plan_arg)
     batch = args.batch or (plan.batch if plan is not None else 1)
     module, inputs = load_module(args.model, batch)
     if plan is None:
@@ -66,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
         plan = Plan({g: proc for g in program.group_names}, batch=batch, model=args.model)
     else:
         program = None
-    device_map = args.device_map
     if device_map is not None:
         parse_device_map(device_map, processors, check=[])  # syntax errors before the export
     engine = HybridEngine(module, inputs, plan, device_map, processors=processors,
@@ -116,3 +122,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(out['oom_fallbacks'])} segment run(s) fell back to the CPU after running out of GPU memory")
     return 0
 
+
+
+def _processors_for(plan: Any, device_map: Any) -> tuple[tuple[str, ...], Any]:
+    """(processors in lane order, device map) when --processors is not given: cpu,gpu for plans on those
+    names; else the processors of the profile the plan was made for (its meta names the profile or the env
+    id), with one CPU core group per lane when that profile is CPU-only and no --device-map is given."""
+    default = ("cpu", "gpu")
+    used = set(plan.placement.values()) if plan is not None else set()
+    if used <= set(default):
+        return default, device_map
+    from ..envs import SPAROA_HW_IDS, SPAROA_IDS
+    from ..hw.devices import two_lane_cpu_map
+    from ..profile import load_profile
+
+    meta = plan.meta or {}
+    name = meta.get("profile") or {**SPAROA_IDS, **SPAROA_HW_IDS}.get(meta.get("env_id", ""), {}).get("profile")
+    if not isinstance(name, str):
+        raise ValueError(f"the plan places ops on {', '.join(sorted(used))}, and its meta names no profile: pass "
+                         "--processors A,B (lane order) and --device-map")
+    prof = load_profile(name)
+    procs = tuple(prof.processor_names)
+    if device_map is None and all(p.kind == "cpu" for p in prof.processors):
+        device_map = two_lane_cpu_map(procs)
+    return procs, device_map
