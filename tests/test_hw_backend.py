@@ -164,6 +164,23 @@ def test_hw_backend_rejects_bad_options():
             gym.make("SparOA-Orin-v0", model=MODEL, backend="hw", device_map={"cpu": "cpu", "gpu": "cuda:0"})
 
 
+def test_module_without_model_names_the_graph(tmp_path):
+    """`module` + `example_inputs` alone used to be checked against the default zoo model and refused."""
+    m, x = tiny()
+    env = gym.make("SparOA-Orin-v0", backend="hw", module=m, example_inputs=x, device_map=CPU_MAP, telemetry=False)
+    try:
+        u = env.unwrapped
+        assert u.graph.model == type(m).__name__ and len(u.graph.nodes) > 0
+        env.reset(seed=0)
+        done, ret = False, 0.0
+        while not done:
+            _, r, done, _, info = env.step(np.zeros(1, dtype=np.float32))
+            ret += r
+        assert ret == pytest.approx(-sum(info["latency_ms"]))
+    finally:
+        env.close()
+
+
 def test_hw_graph_must_match_the_module():
     from sparoa_env.profile import load_profile
     from synthetic import chain

@@ -104,7 +104,8 @@ class SparOAEnv(gym.Env):
     thresholds="heuristic", render_mode=None, **backend_options)``
 
     * ``model``: a zoo name (``resnet50``, ``mobilenet_v3_small@unstructured-0.7``), a path to an OpGraph
-      JSON, ``path/to/file.py:function`` returning ``(module, example_inputs)``, or an ``OpGraph``.
+      JSON, ``path/to/file.py:function`` returning ``(module, example_inputs)``, or an ``OpGraph``; left out:
+      the hw backend's ``module`` + ``example_inputs`` when given, else ``mobilenet_v3_small``.
     * ``profile``: a shipped profile name or a profile JSON path. ``power_mode``: a mode of the profile
       (default: the profile's ``default_power_mode``, MAXN on orin-agx, 15W on orin-nano), ``"random"``
       (drawn each reset) or ``"switching"`` (random switches during the episode).
@@ -122,7 +123,7 @@ class SparOAEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
-    def __init__(self, model: str | OpGraph = "mobilenet_v3_small", backend: str = "sim", profile: Any = "orin-agx",
+    def __init__(self, model: str | OpGraph | None = None, backend: str = "sim", profile: Any = "orin-agx",
                  power_mode: str | None = None, background: Any = "none", energy_weight: float = 0.0,
                  requests: Any = 1, batch_size: int = 1, thresholds: Any = "heuristic",
                  render_mode: str | None = None, **backend_options: Any) -> None:
@@ -139,6 +140,15 @@ class SparOAEnv(gym.Env):
         self.energy_weight = float(energy_weight)
         self.profile = profile if isinstance(profile, SocProfile) else load_profile(profile)
         self.cost_model = CostModel(self.profile)
+        if model is None:
+            # the hw backend's `module` + `example_inputs` name the model themselves; else the default zoo model
+            module, inputs = backend_options.get("module"), backend_options.get("example_inputs")
+            if module is not None and inputs is not None:
+                from ..extract import extract_graph
+
+                model = extract_graph(module, tuple(inputs), name=type(module).__name__)
+            else:
+                model = "mobilenet_v3_small"
         self.graph = self._load_graph(model, batch_size)
         self.model_spec = model if isinstance(model, str) else self.graph.model
         self.batch_size = batch_size
