@@ -361,6 +361,7 @@ def format_report(r: dict[str, Any]) -> str:
               f"changed, {f['steps_used']}/{f['hw_steps']} op executions; search medians {f['start_median_ms']:.3f} -> "
               f"{f['best_median_ms']:.3f} ms",
               f"measured mean latency before -> after: {b['measured_ms_mean']:.3f} -> {a['measured_ms_mean']:.3f} ms "
-              f"({change:+.1f}%)",
+              f"({change:+.1f}%)" + (": the fine-tune changed no op, so this is run-to-run noise of the same placement"
+                                     if f["ops_changed"] == 0 else ""),
               "wall s: " + ", ".join(f"{k} {v}" for k, v in r["wall_s"].items())]
     return "\n".join(lines)

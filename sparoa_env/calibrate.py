@@ -712,6 +712,9 @@ def calibrate(df: Any, *, name: str, base: SocProfile | None = None, cpu_lanes: 
     power_src = ("assumption: not measured (no power sensor read on this host); a nominal server-core figure, "
                  "for relative energy only")
     lanes = cpu_lanes if cpu_lanes is not None else (1 if gpu_procs else (2 if ncores >= 2 else 1))
+    if lanes > ncores:
+        raise ValueError(f"--cpu-lanes {lanes}: the traces used {ncores} CPU core(s), and each lane is a group of "
+                         "at least one core")
     procs = []
     for k in range(lanes):
         pname = "cpu" if lanes == 1 else f"cpu{k}"

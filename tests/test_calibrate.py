@@ -797,3 +797,9 @@ def test_a_trace_that_does_not_pin_the_bandwidth_calibrates():
     cpu = res.profile.processors[0]
     assert cpu.mem_bw_frac == 1.0 and "did not pin it" in cpu.sources["mem_bw_frac"]
     assert np.isfinite(cpu.cache_bw_gbps) and cpu.cache_bw_gbps <= 100 * copy_bw * 1.0001
+
+
+def test_more_cpu_lanes_than_traced_cores_are_refused(truth):
+    prof, graphs = truth
+    with pytest.raises(ValueError, match=r"--cpu-lanes 9: the traces used 4 CPU core\(s\)"):
+        calibrate(pd.DataFrame(synthetic_rows(prof, graphs)), name="too-many", cpu_lanes=9)

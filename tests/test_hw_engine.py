@@ -482,3 +482,21 @@ def test_hybrid_cpu_gpu_matches_eager(model, seed):
         pend = [eng.submit(*x) for _ in range(4)]
         for p in pend:
             assert_same(p.result(), ref)
+
+
+class MutatesItsInput(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.l = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.l(x)
+        x.add_(1.0)
+        return y + x
+
+
+def test_a_model_that_mutates_its_input_is_refused_with_the_reason():
+    from sparoa_env.hw.program import ProgramError
+
+    with pytest.raises(ProgramError, match="mutates an input in place .*: work on a copy"):
+        Program(MutatesItsInput().eval(), (torch.randn(1, 4),))

@@ -128,8 +128,11 @@ class Program:
                                    "runs only parameters, buffers, constants and tensor inputs")
         for spec in ep.graph_signature.output_specs:
             if spec.kind != OutputKind.USER_OUTPUT:
-                raise ProgramError(f"the exported program mutates state ({spec.kind.name} -> {spec.target}); export the "
-                                   "module in eval mode without in-place buffer updates")
+                what = ("an input in place (x.add_(...) on an argument of forward): work on a copy"
+                        if spec.kind == OutputKind.USER_INPUT_MUTATION else
+                        "a buffer in place: export the module in eval mode, without in-place buffer updates")
+                raise ProgramError(f"the exported program mutates state ({spec.kind.name} -> {spec.target}); the "
+                                   f"engine runs pure programs only, and this model mutates {what}")
         for n in graph.nodes:
             if n.op == "get_attr":
                 self.consts[n.name] = _getattr_chain(ep.graph_module, n.target)
