@@ -1,9 +1,9 @@
 """Regenerate this machine's CPU traces, the fitted ``host`` profile and the fidelity figures.
 
-    .venv/bin/python benchmarks/fidelity.py                 # everything (about 20 minutes on 2 idle cores)
-    .venv/bin/python benchmarks/fidelity.py --skip-record   # refit + fidelity from the traces on disk
-    .venv/bin/python benchmarks/fidelity.py --skip-record --measured benchmarks/results/fidelity-measured-<machine>.json
-                                                            # refit + re-score saved measurements (no timing)
+    .venv/bin/python benchmarks/fidelity.py --force         # everything (about 20 minutes on 2 idle cores)
+    .venv/bin/python benchmarks/fidelity.py --skip-record --force   # refit + fidelity from the traces on disk
+    .venv/bin/python benchmarks/fidelity.py --skip-record --skip-fit --measured benchmarks/results/fidelity-measured-<machine>.json --force
+                                                            # re-score saved measurements (no timing, no refit)
     .venv/bin/python benchmarks/fidelity.py --stat p10      # fit and compare p10 instead of medians
 
 Steps (each is one ``sparoa`` command, printed before it runs):
@@ -25,7 +25,10 @@ Steps (each is one ``sparoa`` command, printed before it runs):
    ``--measured FILE`` the saved measurements re-scored -> ``benchmarks/results/fidelity-<machine>.json`` and
    a table on stdout.
 
-Traces and the host profile are overwritten (``--force``): this script is how they are regenerated.
+It is how traces, the host profile and the fidelity figures are regenerated: a run that would replace
+recorded ones (traces, ``host.json``, ``handoff.json``, the results files) is refused unless ``--force``.
+``build/host-calib.json`` is derived (not shipped): with ``--skip-fit`` it is fitted from the shipped traces
+when missing, so the re-scoring command works from a fresh clone.
 Record on a quiet machine: the traces store the run-to-run noise and the load average, and calibrate
 prints them.
 """
@@ -123,7 +126,10 @@ def main() -> int:
     ap.add_argument("--no-sampled", action="store_true", help="leave the sampled architecture suite out")
     ap.add_argument("--measured", default=None,
                     help="re-score these saved fidelity measurements instead of measuring (sparoa fidelity --measured)")
-    ap.add_argument("--skip-fit", action="store_true", help="keep build/host-calib.json and host.json as they are")
+    ap.add_argument("--skip-fit", action="store_true",
+                    help="keep host.json (and build/host-calib.json, which is fitted only when missing) as they are")
+    ap.add_argument("--force", action="store_true",
+                    help="replace the recorded traces, host.json, handoff.json and the results files this run rewrites")
     args = ap.parse_args()
     os.chdir(ROOT)
     from sparoa_env.traces import machine_id
@@ -135,6 +141,26 @@ def main() -> int:
     t0 = time.time()
     small = [] if args.no_small else SMALL
     sampled = [] if args.no_sampled else _sampled()
+    handoff = tdir / "handoff.json"
+    out = Path("benchmarks/results") / f"fidelity-{machine}.json"
+    saved = Path("benchmarks/results") / f"fidelity-measured-{machine}.json"
+    # recorded results this run would replace: refused unless --force (nothing recorded is replaced unasked)
+    replace = []
+    if not args.skip_record:
+        replace += sorted(str(p) for p in tdir.glob("*.parquet"))
+    if not args.record_only:
+        if not args.skip_fit:
+            replace.append("sparoa_env/data/profiles/host.json")
+            if small and (not args.skip_record or not handoff.is_file()) and handoff.is_file():
+                replace.append(str(handoff))
+        if not args.measured and saved.is_file():
+            replace.append(str(saved))
+        if out.is_file():
+            replace.append(str(out))
+    if replace and not args.force:
+        shown = ", ".join(replace[:4]) + (f" and {len(replace) - 4} more" if len(replace) > 4 else "")
+        raise SystemExit(f"this run would replace recorded results: {shown}; pass --force to replace them "
+                         "(or --skip-record / --skip-fit / --measured FILE to keep them)")
     if not args.skip_record:   # one fresh process per model (see sparoa_fresh)
         for m in [x for x in args.models.split(",") if x]:
             sparoa_fresh("profile", m, "--threads", threads, "--batch", "1,8", "--repeats", str(args.repeats),
@@ -159,7 +185,10 @@ def main() -> int:
         raise SystemExit(f"no calibration traces under {tdir}; run without --skip-record first")
     extra = ["--stat", args.stat] + (["--max-spread", str(args.max_spread)] if args.max_spread is not None else [])
     Path("build").mkdir(exist_ok=True)
-    handoff = tdir / "handoff.json"
+    if args.skip_fit and not Path("build/host-calib.json").is_file():
+        # build/ is not shipped: derive the calibration-half profile from the shipped traces (deterministic)
+        sparoa("calibrate", *calib, "--out", "build/host-calib.json", "--name", "host-calib", *extra,
+               *(["--handoff", str(handoff)] if handoff.is_file() else []))
     if not args.skip_fit:
         sparoa("calibrate", *calib, "--out", "build/host-calib.json", "--name", "host-calib", "--force", *extra)
         if small and (not args.skip_record or not handoff.is_file()):
@@ -176,13 +205,11 @@ def main() -> int:
         os.replace(tmp, "sparoa_env/data/profiles/host.json")
     held = (args.held_out.split(",") if args.held_out else
             [m for m in HELD_OUT if m in args.models.split(",")] + UNSEEN)
-    out = Path("benchmarks/results") / f"fidelity-{machine}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     import contextlib
     import io
 
     buf = io.StringIO()
-    saved = Path("benchmarks/results") / f"fidelity-measured-{machine}.json"
     with contextlib.redirect_stdout(buf):
         if args.measured:
             sparoa("fidelity", "--profile", "build/host-calib.json", "--measured", args.measured, "--json")
