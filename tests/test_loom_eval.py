@@ -104,3 +104,11 @@ def test_solver_comparison_repeats_tasks_without_a_duplicate_workload():
     rows = solver_comparison(cfg, sizes=(4,), instances=1, max_stitches=2)  # 4 tasks: digits-cnn twice
     assert len(rows) == 1 and rows[0]["tasks"] == 4
     assert rows[0]["milp_objective"] <= rows[0]["heuristic_objective"] + 1e-9
+
+
+def test_loom_build_refuses_to_replace_the_shipped_tables(capsys):
+    from sparoa_env import cli
+
+    assert cli.main(["loom", "build"]) == 2
+    err = capsys.readouterr().err
+    assert "holds loom tables already" in err and "pass --force" in err

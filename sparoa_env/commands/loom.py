@@ -19,7 +19,10 @@ ENV_PROFILES = {"SparseLoom-Orin-v0": "orin-agx", "SparseLoom-CoreUltra-v0": "in
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="loom_command", metavar="ACTION")
     sub.required = True
-    sub.add_parser("build", help="train the small tasks, measure every stitched variant, write the cost tables")
+    p = sub.add_parser("build", help="train the small tasks, measure every stitched variant, write the cost tables")
+    p.add_argument("--out", default=None, metavar="DIR", help="where to write the tables (default: the shipped ones, "
+                   "sparoa_env/data/loom/)")
+    p.add_argument("--force", action="store_true", help="replace tables already in the output directory")
     p = sub.add_parser("accuracy", help="measured held-out accuracy of each task's zoo variants")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("estimator", help="estimator error on held-out stitched variants")
@@ -54,9 +57,18 @@ def _cfg(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     cmd = args.loom_command
     if cmd == "build":
-        from sparoa_env.loom.build import build_all
+        from pathlib import Path
 
-        build_all()
+        from sparoa_env.loom.build import build_all
+        from sparoa_env.loom.tasks import DATA_DIR
+
+        out = Path(args.out) if args.out else DATA_DIR
+        there = sorted(str(p.relative_to(out)) for p in [*out.glob("*.json"), *out.glob("accuracy/*.json")])
+        if there and not args.force:
+            raise FileExistsError(f"{out} holds loom tables already ({', '.join(there[:3])}"
+                                  f"{' and more' if len(there) > 3 else ''}); pass --force to replace them "
+                                  "(or --out another directory)")
+        build_all(out)
         return 0
     if cmd == "accuracy":
         from sparoa_env.loom.catalog import load_catalog
