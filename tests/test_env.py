@@ -108,6 +108,8 @@ def test_bad_arguments_name_the_problem():
     ({"mode_dwell_ms": 0}, "sim backend: mode_dwell_ms must be a finite number > 0, got 0"),
     ({"thermal": "no"}, "sim backend: thermal must be true or false, got 'no'"),
     ({"requests": {"n": 2, "poisson": "yes"}}, "requests: 'poisson' must be true or false, got 'yes'"),
+    ({"background": {"burst_rate_per_s": 200.0, "burst_share_min": 1.0, "burst_share_max": 1.0, "max_share": 1.0}},
+     "background: field 'max_share' must be < 1"),  # passed validation and crashed mid-episode
     ({"requests": {"n": 2, "interarrival_ms": "5"}}, "requests: 'interarrival_ms' must be a finite number >= 0, got '5'"),
 ])
 def test_bad_option_values_name_the_option_and_value(kw, needle):

@@ -146,3 +146,28 @@ def test_background_spec_validation_names_the_field():
         background_spec({"burst_rate": 3})
     with pytest.raises(ValueError, match="static_cpu_share"):
         background_spec({"static_cpu_share": 1.5})
+
+
+def test_step_transfer_ms_is_what_the_op_paid_first_switch_included():
+    """The step info's transfer_ms left out the profile's first_switch_us that the simulator charges to a
+    request's first hand-off between lanes (host profile: 70 us on top of 7 us)."""
+    import gymnasium as gym
+
+    import sparoa_env.envs  # noqa: F401
+
+    checked = 0
+    for seed in range(3):
+        env = gym.make("SparOA-Host-v0", model="mobilenet_v3_small", requests={"n": 2, "interarrival_ms": 0.5})
+        u = env.unwrapped
+        assert u.profile.transfer.first_switch_us > 0
+        env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        said, paid, done = {}, {}, False
+        while not done:
+            _, _, done, _, info = env.step(u.score_of(int(rng.integers(2))))
+            said[(info["request"], info["op"])] = info["transfer_ms"]
+            paid.update({(e["request"], e["op"]): e["transfer_ms"] for e in info["executed"]})
+        assert said.keys() == paid.keys()
+        assert all(abs(said[k] - paid[k]) < 1e-9 for k in said)
+        checked += sum(v > u.profile.transfer.first_switch_us / 1e3 for v in said.values())
+    assert checked >= 3  # the first switch of each request was among them

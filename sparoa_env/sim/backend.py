@@ -74,6 +74,7 @@ class SimBackend:
         self._reset_state = (type(rng.bit_generator), copy.deepcopy(rng.bit_generator.state))
         self._options = dict(options or {})
         self._actions = []
+        self._switched: set[int] = set()
         if graph is not self._graph:
             self._graph, self._costs = graph, {}
         modes = tuple(self.profile.power_modes)
@@ -99,6 +100,12 @@ class SimBackend:
         lane = int(processor)
         t = sim.now
         transfer = self._handoff_ms(self._inputs_on, lane)
+        if (sim.first_switch_ms and sim.in_edges[i] and r not in self._switched
+                and any(sim.loc[r * sim.n_ops + p] != lane for p, _ in sim.in_edges[i])):
+            # the request's first hand-off between lanes (profile's first_switch_us); the simulator charges it to
+            # the first such op that starts, which is this one unless lanes start ops out of dispatch order
+            self._switched.add(r)
+            transfer += sim.first_switch_ms
         sim.place(lane)
         self._actions.append(lane)
         sim.run_to_decision()

@@ -52,6 +52,9 @@ class BackgroundSpec:
                      "burst_share_max", "burst_cpu_prob", "burst_gpu_prob", "max_share"):
             if getattr(self, name) > 1:
                 raise ValueError(f"background: field {name!r} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.max_share >= 1:
+            raise ValueError(f"background: field 'max_share' must be < 1 (a processor is never fully taken: the OS "
+                             f"still schedules us, and a full share leaves our op no capacity), got {self.max_share!r}")
         if self.burst_share_min > self.burst_share_max:
             raise ValueError(f"background: burst_share_min ({self.burst_share_min}) > burst_share_max ({self.burst_share_max})")
         if self.burst_cpu_prob + self.burst_gpu_prob > 1:
