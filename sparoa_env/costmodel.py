@@ -79,9 +79,10 @@ Memory contention (what the simulator does)
 -------------------------------------------
 An op running alone draws ``bandwidth_demand_gbps = traffic / latency`` on average. While several ops
 run at once, :meth:`bandwidth_shares` gives each the factor ``min(1, B / sum(demands))`` where ``B`` is
-the mode's DRAM bandwidth; the simulator passes it as ``bw_share`` and re-evaluates the remaining work
-whenever the set of running ops changes (processor sharing). Compute-bound ops draw little and barely
-slow anyone; two memory-bound ops on CPU and GPU slow each other.
+the mode's DRAM bandwidth; the simulator passes it as ``bw_share`` when an op starts, from the ops already
+running (the rate is then fixed for the op: no re-rating when the set of running ops changes, see
+docs/simulator.md). Compute-bound ops draw little and barely slow anyone; two memory-bound ops on CPU and
+GPU slow each other.
 
 Power and energy
 ----------------
