@@ -45,6 +45,7 @@ class FakeSoc:
             name="fake", processors=procs, processor_names=("cpu", "gpu"),
             power_modes={m: None for m in self.modes},
             thermal=SimpleNamespace(ambient_c=25.0, throttle_start_c=90.0),
+            cost_rules=SimpleNamespace(host_freq_exponent=1.0),
             mode=lambda m: SimpleNamespace(cores={"cpu": 4, "gpu": 1},
                                            max_freq_mhz={"cpu": 1000.0 * self.modes[m], "gpu": 1000.0 * self.modes[m]}))
 

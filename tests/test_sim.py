@@ -171,3 +171,27 @@ def test_step_transfer_ms_is_what_the_op_paid_first_switch_included():
         assert all(abs(said[k] - paid[k]) < 1e-9 for k in said)
         checked += sum(v > u.profile.transfer.first_switch_us / 1e3 for v in said.values())
     assert checked >= 3  # the first switch of each request was among them
+
+
+def test_throttling_slows_host_side_launch_work():
+    """Host work (launches, CPU-lane dispatch) is priced at the power mode's CPU clock, and a hot die lowers
+    that clock too: an all-on-NPU resnet50 on Core Ultra (launch-bound) used to take the same 26.3 ms at a
+    0.4 throttle as cool. Now it slows by about 1 / throttle ** host_freq_exponent."""
+    import gymnasium as gym
+
+    import sparoa_env.envs  # noqa: F401
+
+    def npu_only(temp):
+        env = gym.make("SparOA-CoreUltra-v0", model="resnet50", initial_temp_c=temp)
+        u = env.unwrapped
+        env.reset(seed=0)
+        done = False
+        while not done:
+            _, _, done, _, info = env.step(u.score_of(2))
+        return info["latency_ms"][0], u.backend.sim.throttle, u.profile.cost_rules.host_freq_exponent
+
+    cool, t_cool, _ = npu_only(25.0)
+    hot, t_hot, exp = npu_only(110.0)
+    assert t_cool == 1.0 and t_hot < 0.5
+    assert hot > 2.0 * cool
+    assert hot <= cool / t_hot ** exp * 1.05

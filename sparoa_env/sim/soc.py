@@ -131,6 +131,7 @@ class SocSimulator:
         self.req_out_ready = [0.0] * R
         self.switched = [False] * R               # has the request had a hand-off between lanes yet
         self.first_switch_ms = self.cm.first_switch_ms
+        self.host_freq_exponent = self.cm.profile.cost_rules.host_freq_exponent
         self.req_done_ms = [math.nan] * R
         self.n_done = 0
         self.req_dispatched = [0] * R
@@ -406,8 +407,13 @@ class SocSimulator:
         return self.cm.speed_factor(lane, self.mode, freq_mhz=self.freq_mhz(lane), cores=cores)
 
     def _host_slowdown(self) -> float:
-        # the dispatch thread shares the CPU with the background: time-slicing once cores run out
-        return 1.0 / (1.0 - 0.5 * self.bg_cpu)
+        # the dispatch thread shares the CPU with the background (time-slicing once cores run out) and runs at
+        # the throttled CPU clock: host_ms is priced at the mode's clock, scaled as a power mode's clock is
+        # (CostModel.host_speed_factor: clock ratio ** host_freq_exponent)
+        s = 1.0 / (1.0 - 0.5 * self.bg_cpu)
+        if self.throttle < 1.0:
+            s /= self.throttle ** self.host_freq_exponent
+        return s
 
     def _duration(self, i: int, lane: int) -> float:
         other = self.bg_bw
