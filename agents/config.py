@@ -80,6 +80,8 @@ class Args:
             raise ValueError(f"workers must be >= 1, got {self.workers!r}")
         if self.total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {self.total_steps!r}")
+        if self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads!r}")
         if not (isinstance(self.reward_scale, (int, float)) and self.reward_scale > 0) and self.reward_scale != "auto":
             raise ValueError(f"reward_scale must be a positive number or 'auto', got {self.reward_scale!r}")
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))

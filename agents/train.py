@@ -337,8 +337,6 @@ def train(args: Args) -> dict[str, Any]:
     # bad ids / kwargs raise the env's own error here, before the run directory is touched (a typo with
     # --force must not cost the run that is there)
     probe = make_env(args.env_id, args.env_kwargs)
-    if args.torch_threads < 1:
-        raise ValueError(f"--torch-threads must be >= 1, got {args.torch_threads}")
     run_dir = prepare_run_dir(args.out, args.force)
     name = run_name(args)
     env_kwargs = resolve_env_kwargs(args.env_kwargs, run_dir)

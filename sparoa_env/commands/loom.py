@@ -91,9 +91,7 @@ def run(args: argparse.Namespace) -> int:
         from dataclasses import asdict
 
         from sparoa_env.loom.catalog import load_catalog
-        from sparoa_env.loom.estimator import evaluate_estimator, profiling_time
-
-        from sparoa_env.loom.estimator import train_range
+        from sparoa_env.loom.estimator import evaluate_estimator, profiling_time, train_range
 
         cat = load_catalog("orin-agx")
         small = [t for t in cat.tasks.values() if t.accuracy is not None]
@@ -106,8 +104,6 @@ def run(args: argparse.Namespace) -> int:
             if args.timing and args.train + t.n_blocks * (t.n_variants - 1) + 1 > hi + 2:
                 raise ValueError(f"--train {args.train} with --timing: plus the {t.n_blocks * (t.n_variants - 1) + 1} "
                                  f"single-block profiles it exceeds the {hi + 2} stitched variants of {t.name!r}")
-        if args.seed < 0:
-            raise ValueError(f"--seed must be >= 0, got {args.seed}")
         rows = [asdict(evaluate_estimator(t, n_train=args.train, seed=args.seed)) for t in small]
         timing = [profiling_time(r["task"], n_train=args.train, seed=args.seed) for r in rows] if args.timing else []
         if args.json:

@@ -338,7 +338,7 @@ class Program:
                     raise ProgramError(f"expected inputs shaped like the example inputs ({len(self.user_inputs)} "
                                        f"tensor(s)), got {len(flat)}")
         for k, (v, m) in enumerate(zip(flat, self._in_meta)):
-            if m is not None and isinstance(v, torch.Tensor) and (v.dtype != m[1] or tuple(v.shape) != m[0]):
+            if m is not None and isinstance(v, torch.Tensor) and (v.dtype != m[1] or v.shape != m[0]):
                 raise ProgramError(f"input {k}: expected {_meta_text(*m)} like the example inputs, got "
                                    f"{_meta_text(tuple(v.shape), v.dtype)} (the program is exported for the example "
                                    "inputs' shapes and dtypes; build an engine with example inputs of the new shape)")
